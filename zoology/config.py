@@ -1,0 +1,201 @@
+"""Pydantic configs: a TrainConfig is one run (model + data + optimisation).
+
+Every model forbids unknown fields, and a mixer's kwargs are checked against its constructor when
+the config is built, so a typo fails at launch, not hours into a sweep.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+from zoology import mixers
+from zoology.data.mqar import MQARConfig
+from zoology.utils import content_hash
+
+
+
+def _task_of(value: Any) -> str:
+    """Segments name their generator in `task`; plain MQAR may leave it out."""
+    if isinstance(value, dict):
+        return value.get("task", "mqar")
+    return getattr(value, "task", "mqar")
+
+
+SegmentConfig = Annotated[
+    Union[Annotated[MQARConfig, Tag("mqar")]],
+    Discriminator(_task_of),
+]
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MixerConfig(_Strict):
+    """A mixer by registry name or dotted import path, with constructor kwargs."""
+
+    name: str
+    kwargs: dict[str, Any] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_kwargs(self) -> MixerConfig:
+        mixers.check_kwargs(self.name, self.kwargs)
+        return self
+
+
+class ModelConfig(_Strict):
+    """Embedding, n_layers pre-norm residual blocks, final norm, tied LM head.
+
+    Layer i uses mixers[i mod len(mixers)]: [base_conv, based] with 2 layers is the Based hybrid.
+    """
+
+    vocab_size: int = Field(8192, ge=2)
+    d_model: int = Field(128, ge=1)
+    n_layers: int = Field(2, ge=1)
+    mixers: list[MixerConfig] = Field(min_length=1)
+    mlp_expand: int = Field(0, ge=0, description="0: no MLP between mixers (the MQAR setups)")
+    position_embeddings: bool = Field(False, description="learned absolute positions")
+    embed_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    norm_eps: float = Field(1e-5, gt=0)
+
+
+class DataConfig(_Strict):
+    """Train and test segments; each segment's seed is derived from `seed`, its split and index."""
+
+    train: list[SegmentConfig] = Field(min_length=1)
+    test: list[SegmentConfig] = Field(min_length=1)
+    batch_size: int = Field(256, ge=1)
+    test_batch_size: int = Field(256, ge=1)
+    seed: int = Field(0, ge=0)
+    shuffle: bool = Field(True, description="reshuffle examples and batch order every epoch")
+    cache_dir: str | None = Field(None, description="cache generated segments here")
+
+    @property
+    def max_seq_len(self) -> int:
+        return max(s.input_seq_len for s in [*self.train, *self.test])
+
+
+class TrainConfig(_Strict):
+    """One training run. `name` and `device` are launch metadata: they do not change the run id."""
+
+    model: ModelConfig
+    data: DataConfig
+    name: str | None = None
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.1, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = Field(0, ge=0)
+    max_epochs: int = Field(32, ge=1)
+    early_stopping_threshold: float | None = Field(
+        0.99, gt=0, le=1, description="stop once validation accuracy exceeds this"
+    )
+    grad_clip: float | None = Field(None, gt=0)
+    seed: int = Field(0, ge=0)
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', …")
+
+    LAUNCH_FIELDS: ClassVar[tuple[str, ...]] = ("name", "device")
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if value != "auto" and not (value == "cpu" or value.startswith(("cuda", "mps"))):
+            raise ValueError(f"device={value!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        for split in ("train", "test"):
+            for i, seg in enumerate(getattr(self.data, split)):
+                if seg.vocab_size > self.model.vocab_size:
+                    raise ValueError(
+                        f"data.{split}[{i}].vocab_size={seg.vocab_size} exceeds "
+                        f"model.vocab_size={self.model.vocab_size}"
+                    )
+        if self.name is None:
+            kinds = "+".join(m.name.rpartition(".")[2] for m in self.model.mixers)
+            object.__setattr__(self, "name", f"{kinds}-d{self.model.d_model}-lr{self.lr:g}")
+        return self
+
+    @property
+    def run_id(self) -> str:
+        """Stable hash of what the run computes: fields left at their defaults and launch
+        metadata do not count, so adding a field with a backward-compatible default keeps ids."""
+        return content_hash(_content(self))
+
+    def set(self, updates: dict[str, Any]) -> TrainConfig:
+        """A new, validated config with dotted-path updates: {"model.d_model": 64, "lr": 3e-3}."""
+        data = self.model_dump(mode="json")
+        if "name" not in updates:
+            data["name"] = None
+        for path, value in updates.items():
+            _set_path(data, path, value)
+        return TrainConfig.model_validate(data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+        """Load a YAML preset (a path, or a name in configs/) with `key.sub=value` overrides."""
+        data = yaml.safe_load(resolve_preset(path).read_text())
+        for item in overrides or []:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise ValueError(f"override {item!r} must look like key.path=value")
+            _set_path(data, key.strip(), yaml.safe_load(raw))
+        return cls.model_validate(data)
+
+
+def resolve_preset(path: str | Path) -> Path:
+    p = Path(path)
+    if p.exists():
+        return p
+    for candidate in (PRESETS_DIR / p, PRESETS_DIR / f"{p}.yaml"):
+        if candidate.exists():
+            return candidate
+    available = sorted(x.stem for x in PRESETS_DIR.glob("*.yaml"))
+    raise FileNotFoundError(f"no config {str(path)!r}; presets in {PRESETS_DIR}: {available}")
+
+
+def _set_path(data: dict, path: str, value: Any) -> None:
+    keys = path.split(".")
+    node: Any = data
+    for i, key in enumerate(keys):
+        last = i == len(keys) - 1
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise ValueError(f"{path!r}: {key!r} is not an index of a list of {len(node)}")
+            key = int(key)
+        elif not isinstance(node, dict):
+            raise ValueError(f"{path!r}: {'.'.join(keys[:i])!r} is not a mapping")
+        if last:
+            node[key] = value
+        else:
+            if isinstance(node, dict) and node.get(key) is None:
+                node[key] = {}
+            node = node[key]
+
+
+def _content(obj: Any) -> Any:
+    if isinstance(obj, BaseModel):
+        out = {}
+        launch = getattr(obj, "LAUNCH_FIELDS", ())
+        for name, field in type(obj).model_fields.items():
+            value = getattr(obj, name)
+            if name in launch or (name != "task" and not field.is_required() and value == field.default):
+                continue
+            out[name] = _content(value)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [_content(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _content(v) for k, v in obj.items()}
+    return obj

@@ -1,0 +1,105 @@
+"""Task generators, segments, seeds, the disk cache and device-resident batching."""
+
+from __future__ import annotations
+
+import io
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from zoology.data.segment import IGNORE_INDEX, Segment, slice_name
+from zoology.utils import atomic_write_bytes, content_hash, derive_seed
+
+__all__ = ["IGNORE_INDEX", "Segment", "slice_name", "segment_seed", "load_segment", "DeviceSegment", "Batches"]
+
+
+def segment_seed(data_seed: int, split: str, index: int) -> int:
+    """Seed of segment `index` of `split` ('train' or 'test'); splits draw from disjoint streams."""
+    return derive_seed("segment", data_seed, split, index)
+
+
+def load_segment(config: Any, seed: int, cache_dir: str | Path | None = None) -> Segment:
+    """Build a segment, or read it from `cache_dir` (keyed by config, seed and generator version).
+
+    The cache file is written to a temporary name and renamed, so concurrent writers of the same
+    segment each leave a complete file and readers never see a partial one.
+    """
+    if cache_dir is None:
+        return config.build(seed)
+    key = content_hash([config.model_dump(mode="json"), seed, config.generator_version], length=20)
+    path = Path(cache_dir) / f"{slice_name(config.slice_fields())}-{key}.pt"
+    if path.exists():
+        try:
+            blob = torch.load(path, weights_only=True)
+            return Segment(blob["inputs"], blob["labels"], blob["slice"])
+        except Exception:
+            path.unlink(missing_ok=True)
+    segment = config.build(seed)
+    buffer = io.BytesIO()
+    torch.save({"inputs": segment.inputs, "labels": segment.labels, "slice": segment.slice}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return segment
+
+
+@dataclass
+class DeviceSegment:
+    """A segment on the training device, with its labelled positions gathered once."""
+
+    name: str
+    slice: dict
+    inputs: torch.Tensor  # (n, L)
+    positions: torch.Tensor  # (n, K) positions of labelled tokens
+    targets: torch.Tensor  # (n, K) their labels, IGNORE_INDEX where padded
+
+    @classmethod
+    def from_segment(cls, segment: Segment, device: torch.device) -> DeviceSegment:
+        positions, targets = segment.label_positions()
+        return cls(
+            name=segment.name,
+            slice=dict(segment.slice),
+            inputs=segment.inputs.to(device),
+            positions=positions.to(device),
+            targets=targets.to(device),
+        )
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+
+class Batches:
+    """Batches drawn one segment at a time; example order and batch order reshuffled each epoch.
+
+    With shuffle=False the order is fixed: segments in order, examples in order.
+    """
+
+    def __init__(self, segments: list[DeviceSegment], batch_size: int, shuffle: bool, seed: int):
+        self.segments, self.batch_size, self.shuffle, self.seed = segments, batch_size, shuffle, seed
+
+    def __len__(self) -> int:
+        return sum(-(-len(s) // self.batch_size) for s in self.segments)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Yields (segment index, inputs (B, L), positions (B, K), targets (B, K))."""
+        gen = torch.Generator().manual_seed(derive_seed("batches", self.seed, epoch))
+        plan = []
+        orders = []
+        for i, seg in enumerate(self.segments):
+            n = len(seg)
+            if self.shuffle:
+                orders.append(torch.randperm(n, generator=gen).to(seg.inputs.device, non_blocking=True))
+            else:
+                orders.append(None)
+            plan += [(i, start) for start in range(0, n, self.batch_size)]
+        if self.shuffle:
+            random.Random(derive_seed("batch-order", self.seed, epoch)).shuffle(plan)
+        for i, start in plan:
+            seg, order = self.segments[i], orders[i]
+            stop = min(start + self.batch_size, len(seg))
+            if order is None:
+                yield i, seg.inputs[start:stop], seg.positions[start:stop], seg.targets[start:stop]
+            else:
+                idx = order[start:stop]
+                yield i, seg.inputs[idx], seg.positions[idx], seg.targets[idx]

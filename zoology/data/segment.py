@@ -1,0 +1,66 @@
+"""A generated segment: examples of one task at one length, plus its slice description."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Segment:
+    """inputs, labels: (examples, L) LongTensors; labels are IGNORE_INDEX where no loss applies.
+
+    `slice` names what every example of the segment shares (task, input_seq_len, num_kv_pairs, …):
+    accuracy is reported per slice.
+    """
+
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    slice: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.inputs.shape != self.labels.shape or self.inputs.dim() != 2:
+            raise ValueError(
+                f"inputs {tuple(self.inputs.shape)} and labels {tuple(self.labels.shape)} "
+                "must both be (examples, seq_len)"
+            )
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+    @property
+    def seq_len(self) -> int:
+        return self.inputs.shape[1]
+
+    @property
+    def name(self) -> str:
+        return slice_name(self.slice)
+
+    def label_positions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(positions, targets), both (examples, K) with K the most labels any example has.
+
+        Rows with fewer labels are padded with position 0 and target IGNORE_INDEX, so the trainer
+        gathers hidden states at fixed-shape indices and never needs a data-dependent mask.
+        """
+        labelled = self.labels != IGNORE_INDEX
+        k = max(int(labelled.sum(dim=1).max()), 1) if len(self) else 1
+        positions = (~labelled).to(torch.int8).argsort(dim=1, stable=True)[:, :k]
+        targets = self.labels.gather(1, positions)
+        positions = positions.masked_fill(targets == IGNORE_INDEX, 0)
+        return positions, targets
+
+
+def slice_name(fields: dict[str, Any]) -> str:
+    """'mqar-L64-N4' (with '-P2' when the context is repeated)."""
+    parts = [str(fields.get("task", "segment"))]
+    if "input_seq_len" in fields:
+        parts.append(f"L{fields['input_seq_len']}")
+    if "num_kv_pairs" in fields:
+        parts.append(f"N{fields['num_kv_pairs']}")
+    if fields.get("num_passes", 1) != 1:
+        parts.append(f"P{fields['num_passes']}")
+    return "-".join(parts)

@@ -1,0 +1,67 @@
+"""Causal multi-head softmax attention; its recurrent form is a KV cache that grows with t."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Attention(nn.Module):
+    """y = W_o · softmax(q kᵀ / √d_h, causal) v per head, with [q; k; v] = W_qkv x.
+
+    Shapes: x (batch, seq, d_model) -> (batch, seq, d_model). State after t tokens: the keys and
+    values seen so far, 2·d_model·t elements per sequence.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        layer_idx: int = 0,
+        num_heads: int = 1,
+        dropout: float = 0.0,
+        bias: bool = True,
+    ):
+        super().__init__()
+        if num_heads < 1 or d_model % num_heads:
+            raise ValueError(f"num_heads={num_heads} must be >= 1 and divide d_model={d_model}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout={dropout} must be in [0, 1)")
+        self.d_model, self.layer_idx = d_model, layer_idx
+        self.num_heads, self.head_dim = num_heads, d_model // num_heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, l, _ = x.shape
+        qkv = self.qkv(x).view(b, l, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        return q, k, v
+
+    def _merge(self, y: torch.Tensor) -> torch.Tensor:
+        b, _, l, _ = y.shape
+        return self.out_proj(y.transpose(1, 2).reshape(b, l, self.d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.prefill(x)[0]
+
+    def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        q, k, v = self._qkv(x)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
+        return self._merge(y), {"k": k, "v": v}
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
+        empty = torch.zeros(batch_size, self.num_heads, 0, self.head_dim, device=device, dtype=dtype)
+        return {"k": empty, "v": empty.clone()}
+
+    def step(self, x_t: torch.Tensor, state: dict[str, torch.Tensor]):
+        q, k, v = self._qkv(x_t[:, None])
+        k = torch.cat([state["k"], k], dim=2)
+        v = torch.cat([state["v"], v], dim=2)
+        y = F.scaled_dot_product_attention(q, k, v)
+        return self._merge(y)[:, 0], {"k": k, "v": v}
+
+    def state_size(self, seq_len: int) -> int:
+        return 2 * self.d_model * seq_len

@@ -1,0 +1,42 @@
+"""BaseConv: a short causal depthwise convolution gated by a linear map, with internal residual."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class BaseConv(nn.Module):
+    """y = conv_k(u) ⊙ (W u + b) + u, conv_k causal depthwise over time with bias.
+
+    Shapes: u (batch, seq, d_model) -> (batch, seq, d_model). State: the last k−1 inputs,
+    d_model·(k−1) elements per sequence.
+    """
+
+    def __init__(self, d_model: int, layer_idx: int = 0, kernel_size: int = 3):
+        super().__init__()
+        if kernel_size < 1:
+            raise ValueError(f"kernel_size={kernel_size} must be >= 1")
+        self.d_model, self.layer_idx, self.kernel_size = d_model, layer_idx, kernel_size
+        self.conv = nn.Conv1d(d_model, d_model, kernel_size, groups=d_model, padding=kernel_size - 1)
+        self.projection = nn.Linear(d_model, d_model)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        conv = self.conv(u.transpose(1, 2))[..., : u.shape[1]].transpose(1, 2)
+        return conv * self.projection(u) + u
+
+    def prefill(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        history = F.pad(u.transpose(1, 2), (self.kernel_size - 1, 0))
+        return self.forward(u), history[..., history.shape[-1] - (self.kernel_size - 1) :]
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> torch.Tensor:
+        return torch.zeros(batch_size, self.d_model, self.kernel_size - 1, device=device, dtype=dtype)
+
+    def step(self, u_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        window = torch.cat([state, u_t[..., None]], dim=-1)
+        conv = (window * self.conv.weight[:, 0]).sum(-1) + self.conv.bias
+        return conv * self.projection(u_t) + u_t, window[..., 1:]
+
+    def state_size(self, seq_len: int) -> int:
+        return self.d_model * (self.kernel_size - 1)

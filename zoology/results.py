@@ -1,0 +1,122 @@
+"""The run directory format and loading a sweep into a pandas DataFrame.
+
+<runs>/<sweep>/<run_id>/
+    config.json     the TrainConfig, written when the run starts
+    metrics.jsonl   one JSON line per epoch
+    result.json     written last, atomically: its presence means the run finished
+    error.txt       the traceback of a run that raised (removed when it is rerun)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from zoology.utils import atomic_write_json
+
+RESULT_FORMAT = 1
+
+
+class RunDir:
+    """One run's directory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    config_path = property(lambda self: self.path / "config.json")
+    metrics_path = property(lambda self: self.path / "metrics.jsonl")
+    result_path = property(lambda self: self.path / "result.json")
+    error_path = property(lambda self: self.path / "error.txt")
+
+    def is_finished(self) -> bool:
+        return self.result_path.exists()
+
+    def start(self, config_json: dict) -> None:
+        """Clear what an earlier attempt left and record the config."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        for p in (self.result_path, self.error_path, self.metrics_path):
+            p.unlink(missing_ok=True)
+        atomic_write_json(self.config_path, config_json)
+
+    def append_metrics(self, record: dict) -> None:
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+
+    def write_result(self, result: dict) -> None:
+        atomic_write_json(self.result_path, {"format": RESULT_FORMAT, **result})
+
+    def write_error(self, text: str) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.error_path.write_text(text)
+
+    def result(self) -> dict:
+        data = json.loads(self.result_path.read_text())
+        if data.get("format") != RESULT_FORMAT:
+            raise ValueError(
+                f"{self.result_path}: result format {data.get('format')!r} is not the "
+                f"supported format {RESULT_FORMAT}; rerun the sweep with --force"
+            )
+        return data
+
+    def config(self) -> dict:
+        return json.loads(self.config_path.read_text())
+
+    def metrics(self) -> list[dict]:
+        if not self.metrics_path.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+
+def run_dirs(sweep_dir: str | Path) -> list[RunDir]:
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"no sweep directory {str(sweep_dir)!r}")
+    return [RunDir(p) for p in sorted(sweep_dir.iterdir()) if (p / "config.json").exists()]
+
+
+def result_row(result: dict, config: dict) -> dict[str, Any]:
+    """Flatten one finished run into a results row."""
+    row: dict[str, Any] = {
+        "run_id": result["run_id"],
+        "name": result["name"],
+        "model": "+".join(m["name"].rpartition(".")[2] for m in config["model"]["mixers"]),
+    }
+    for key, value in pd.json_normalize(config, sep=".").iloc[0].items():
+        row[f"config.{key}"] = value
+    for key in ("params", "state_size", "state_seq_len", "epochs", "stopped_early", "wall_time",
+                "train_tokens_per_s", "device", "version"):
+        row[key] = result.get(key)
+    for which in ("last", "best"):
+        row[f"acc_{which}"] = result[which]["acc"]
+        for name, acc in result[which]["slices"].items():
+            row[f"acc_{which}.{name}"] = acc
+    row["best_epoch"] = result["best"]["epoch"]
+    return row
+
+
+def load(sweep_dir: str | Path) -> pd.DataFrame:
+    """One row per finished run of a sweep directory (runs without result.json are left out)."""
+    rows = [result_row(r.result(), r.config()) for r in run_dirs(sweep_dir) if r.is_finished()]
+    return pd.DataFrame(rows)
+
+
+def load_slices(sweep_dir: str | Path) -> pd.DataFrame:
+    """Long format: one row per (finished run, test slice) with the slice's fields and accuracy."""
+    rows = []
+    for r in run_dirs(sweep_dir):
+        if not r.is_finished():
+            continue
+        result = r.result()
+        for s in result["slices"]:
+            rows.append({
+                "run_id": result["run_id"],
+                "name": result["name"],
+                **{k: v for k, v in s.items()},
+                "acc_last": result["last"]["slices"][s["slice"]],
+                "acc_best": result["best"]["slices"][s["slice"]],
+            })
+    return pd.DataFrame(rows)

@@ -1,0 +1,201 @@
+"""Train one TrainConfig to one result: `python -m zoology.train configs/attention.yaml --set k=v`.
+
+Data live on the device; the step has no host synchronisation (losses and accuracies accumulate on
+the device and are read once per epoch); logits are computed only at labelled positions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+import zoology
+from zoology.config import TrainConfig
+from zoology.data import IGNORE_INDEX, Batches, DeviceSegment, load_segment, segment_seed
+from zoology.model import LanguageModel
+from zoology.results import RunDir
+from zoology.utils import pick_device
+
+EpochCallback = Callable[[dict], None]
+
+
+def load_segments(config: TrainConfig, split: str, device: torch.device) -> list[DeviceSegment]:
+    data = config.data
+    return [
+        DeviceSegment.from_segment(load_segment(seg, segment_seed(data.seed, split, i), data.cache_dir), device)
+        for i, seg in enumerate(getattr(data, split))
+    ]
+
+
+def cosine_schedule(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Linear warm-up, then cosine decay to 0 at `total_steps` (a factor on the base lr)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def query_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over labelled positions only: logits (B, K, V), targets (B, K)."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+
+
+@torch.no_grad()
+def evaluate(model: LanguageModel, segments: list[DeviceSegment], batch_size: int) -> dict:
+    """Per-segment and overall accuracy (mean over examples of the fraction of its queries
+    predicted exactly) and loss (mean over labelled positions); one host sync at the end."""
+    was_training = model.training
+    model.eval()
+    device = segments[0].inputs.device
+    sums = torch.zeros(len(segments), 4, device=device, dtype=torch.float64)
+    for i, seg in enumerate(segments):
+        for start in range(0, len(seg), batch_size):
+            stop = start + batch_size
+            targets = seg.targets[start:stop]
+            logits = model(seg.inputs[start:stop], seg.positions[start:stop])
+            labelled = targets != IGNORE_INDEX
+            correct = (logits.argmax(-1) == targets) & labelled
+            per_example = correct.sum(1) / labelled.sum(1).clamp_min(1)
+            loss = F.cross_entropy(
+                logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+            )
+            sums[i] += torch.stack([per_example.sum(), loss, labelled.sum(), torch.tensor(float(len(per_example)), device=device)])
+    model.train(was_training)
+    acc_sum, loss_sum, n_labels, n_examples = sums.cpu().unbind(1)
+    return {
+        "acc": float(acc_sum.sum() / n_examples.sum()),
+        "loss": float(loss_sum.sum() / n_labels.sum().clamp_min(1)),
+        "slices": {seg.name: float(a / n) for seg, a, n in zip(segments, acc_sum, n_examples)},
+    }
+
+
+def train(config: TrainConfig, run_dir: str | Path | None = None, on_epoch: EpochCallback | None = None) -> dict:
+    """Train `config`; write config.json, metrics.jsonl and finally result.json into `run_dir`."""
+    started = time.perf_counter()
+    run = RunDir(run_dir) if run_dir is not None else None
+    if run:
+        run.start(config.model_dump(mode="json"))
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+
+    train_segments = load_segments(config, "train", device)
+    test_segments = load_segments(config, "test", device)
+    if len({s.name for s in test_segments}) != len(test_segments):
+        raise ValueError("data.test: two test segments have the same slice; make each distinct")
+    batches = Batches(train_segments, config.data.batch_size, config.data.shuffle, config.seed)
+
+    model = LanguageModel(config.model, max_seq_len=config.data.max_seq_len).to(device)
+    optimizer = torch.optim.AdamW(
+        model.param_groups(config.weight_decay),
+        lr=config.lr,
+        betas=config.betas,
+        **({"fused": True} if device.type == "cuda" else {}),
+    )
+    total_steps = config.max_epochs * len(batches)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(total_steps, config.warmup_steps))
+    longest_test = max(s.inputs.shape[1] for s in test_segments)
+    state_size = model.state_size(longest_test)
+    tokens_per_epoch = sum(s.inputs.numel() for s in train_segments)
+
+    history: list[dict] = []
+    best: dict | None = None
+    train_time = 0.0
+    for epoch in range(config.max_epochs):
+        model.train()
+        epoch_start = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        for _, inputs, positions, targets in batches.epoch(epoch):
+            loss = query_loss(model(inputs, positions), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.detach()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        epoch_time = time.perf_counter() - epoch_start
+        train_time += epoch_time
+        valid = evaluate(model, test_segments, config.data.test_batch_size)
+        record = {
+            "epoch": epoch,
+            "train_loss": float(loss_sum) / len(batches),
+            "valid_loss": valid["loss"],
+            "valid_acc": valid["acc"],
+            "slices": valid["slices"],
+            "lr": scheduler.get_last_lr()[0],
+            "epoch_time": epoch_time,
+            "tokens_per_s": tokens_per_epoch / epoch_time,
+        }
+        history.append(record)
+        if best is None or record["valid_acc"] > best["valid_acc"]:
+            best = record
+        if run:
+            run.append_metrics(record)
+        if on_epoch:
+            on_epoch({**record, "max_epochs": config.max_epochs})
+        threshold = config.early_stopping_threshold
+        if threshold is not None and record["valid_acc"] > threshold:
+            break
+
+    last = history[-1]
+    result = {
+        "run_id": config.run_id,
+        "name": config.name,
+        "params": model.num_parameters(),
+        "state_size": state_size,
+        "state_seq_len": longest_test,
+        "epochs": len(history),
+        "stopped_early": len(history) < config.max_epochs,
+        "last": {"acc": last["valid_acc"], "loss": last["valid_loss"], "slices": last["slices"]},
+        "best": {"acc": best["valid_acc"], "epoch": best["epoch"], "slices": best["slices"]},
+        "slices": [{"slice": s.name, **s.slice, "num_examples": len(s)} for s in test_segments],
+        "wall_time": time.perf_counter() - started,
+        "train_tokens_per_s": tokens_per_epoch * len(history) / train_time,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
+        "version": zoology.__version__,
+        "torch": torch.__version__,
+    }
+    if run:
+        run.write_result(result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m zoology.train", description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="a YAML TrainConfig, or the name of a preset in configs/")
+    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override fields by dotted path, e.g. model.d_model=64 lr=3e-3")
+    parser.add_argument("--runs-dir", default="runs", help="results go to RUNS_DIR/<config name>/<run id>")
+    args = parser.parse_args(argv)
+    config = TrainConfig.from_yaml(args.config, args.overrides)
+    run_dir = Path(args.runs_dir) / Path(args.config).stem / config.run_id
+    print(f"{config.name}  run {config.run_id}  ->  {run_dir}")
+
+    def report(r: dict) -> None:
+        print(
+            f"epoch {r['epoch'] + 1:>3}/{r['max_epochs']}  loss {r['train_loss']:.4f}  "
+            f"valid acc {r['valid_acc']:.4f}  {r['tokens_per_s']:,.0f} tok/s",
+            flush=True,
+        )
+
+    result = train(config, run_dir, on_epoch=report)
+    print(f"last acc {result['last']['acc']:.4f}  best acc {result['best']['acc']:.4f}  "
+          f"params {result['params']:,}  state {result['state_size']:,}  {result['wall_time']:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
