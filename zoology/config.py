@@ -17,7 +17,6 @@ from zoology.data.mqar import MQARConfig
 from zoology.utils import content_hash
 
 
-
 def _task_of(value: Any) -> str:
     """Segments name their generator in `task`; plain MQAR may leave it out."""
     if isinstance(value, dict):

@@ -70,9 +70,15 @@ def summary_table(planned: list[Planned], failed: dict[str, str]) -> pd.DataFram
         }
         if p.run.is_finished():
             r = p.run.result()
-            row |= {"params": r["params"], "state": r["state_size"], "acc_last": r["last"]["acc"],
-                    "acc_best": r["best"]["acc"], "epochs": r["epochs"], "time_s": r["wall_time"],
-                    "status": "done"}
+            row |= {
+                "params": r["params"],
+                "state": r["state_size"],
+                "acc_last": r["last"]["acc"],
+                "acc_best": r["best"]["acc"],
+                "epochs": r["epochs"],
+                "time_s": r["wall_time"],
+                "status": "done",
+            }
         else:
             row["status"] = "FAILED" if c.run_id in failed else "not run"
         rows.append(row)
@@ -83,9 +89,15 @@ def print_summary(table: pd.DataFrame) -> None:
     if table.empty:
         print("no runs")
         return
-    fmt = {"acc_last": "{:.3f}".format, "acc_best": "{:.3f}".format, "time_s": "{:.1f}".format,
-           "lr": "{:g}".format, "params": "{:,.0f}".format, "state": "{:,.0f}".format,
-           "epochs": "{:.0f}".format}
+    fmt = {
+        "acc_last": "{:.3f}".format,
+        "acc_best": "{:.3f}".format,
+        "time_s": "{:.1f}".format,
+        "lr": "{:g}".format,
+        "params": "{:,.0f}".format,
+        "state": "{:,.0f}".format,
+        "epochs": "{:.0f}".format,
+    }
     print(table.to_string(index=False, formatters={k: v for k, v in fmt.items() if k in table}, na_rep="-"))
 
 
@@ -104,8 +116,10 @@ def run_sequential(todo: list[Planned], device: str | None) -> dict[str, str]:
 
         try:
             result = train(config, p.run.path, on_epoch=on_epoch)
-            tqdm.write(f"done    {config.name:<40} acc {result['last']['acc']:.4f} "
-                       f"(best {result['best']['acc']:.4f}, {result['epochs']} epochs, {result['wall_time']:.1f}s)")
+            tqdm.write(
+                f"done    {config.name:<40} acc {result['last']['acc']:.4f} "
+                f"(best {result['best']['acc']:.4f}, {result['epochs']} epochs, {result['wall_time']:.1f}s)"
+            )
         except Exception as e:
             p.run.write_error(traceback.format_exc())
             failed[config.run_id] = f"{type(e).__name__}: {e}"

@@ -87,8 +87,17 @@ def result_row(result: dict, config: dict) -> dict[str, Any]:
     }
     for key, value in pd.json_normalize(config, sep=".").iloc[0].items():
         row[f"config.{key}"] = value
-    for key in ("params", "state_size", "state_seq_len", "epochs", "stopped_early", "wall_time",
-                "train_tokens_per_s", "device", "version"):
+    for key in (
+        "params",
+        "state_size",
+        "state_seq_len",
+        "epochs",
+        "stopped_early",
+        "wall_time",
+        "train_tokens_per_s",
+        "device",
+        "version",
+    ):
         row[key] = result.get(key)
     for which in ("last", "best"):
         row[f"acc_{which}"] = result[which]["acc"]
@@ -112,11 +121,13 @@ def load_slices(sweep_dir: str | Path) -> pd.DataFrame:
             continue
         result = r.result()
         for s in result["slices"]:
-            rows.append({
-                "run_id": result["run_id"],
-                "name": result["name"],
-                **{k: v for k, v in s.items()},
-                "acc_last": result["last"]["slices"][s["slice"]],
-                "acc_best": result["best"]["slices"][s["slice"]],
-            })
+            rows.append(
+                {
+                    "run_id": result["run_id"],
+                    "name": result["name"],
+                    **{k: v for k, v in s.items()},
+                    "acc_last": result["last"]["slices"][s["slice"]],
+                    "acc_best": result["best"]["slices"][s["slice"]],
+                }
+            )
     return pd.DataFrame(rows)

@@ -10,8 +10,8 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -58,7 +58,7 @@ def evaluate(model: LanguageModel, segments: list[DeviceSegment], batch_size: in
     was_training = model.training
     model.eval()
     device = segments[0].inputs.device
-    sums = torch.zeros(len(segments), 4, device=device, dtype=torch.float64)
+    sums = torch.zeros(len(segments), 3, device=device, dtype=torch.float64)
     for i, seg in enumerate(segments):
         for start in range(0, len(seg), batch_size):
             stop = start + batch_size
@@ -70,9 +70,10 @@ def evaluate(model: LanguageModel, segments: list[DeviceSegment], batch_size: in
             loss = F.cross_entropy(
                 logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
             )
-            sums[i] += torch.stack([per_example.sum(), loss, labelled.sum(), torch.tensor(float(len(per_example)), device=device)])
+            sums[i] += torch.stack([per_example.sum(), loss, labelled.sum()])
     model.train(was_training)
-    acc_sum, loss_sum, n_labels, n_examples = sums.cpu().unbind(1)
+    acc_sum, loss_sum, n_labels = sums.cpu().unbind(1)
+    n_examples = torch.tensor([float(len(seg)) for seg in segments], dtype=torch.float64)
     return {
         "acc": float(acc_sum.sum() / n_examples.sum()),
         "loss": float(loss_sum.sum() / n_labels.sum().clamp_min(1)),
@@ -176,8 +177,15 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, on_epoch: Epoc
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zoology.train", description=__doc__.splitlines()[0])
     parser.add_argument("config", help="a YAML TrainConfig, or the name of a preset in configs/")
-    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="override fields by dotted path, e.g. model.d_model=64 lr=3e-3")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override fields by dotted path, e.g. model.d_model=64 lr=3e-3",
+    )
     parser.add_argument("--runs-dir", default="runs", help="results go to RUNS_DIR/<config name>/<run id>")
     args = parser.parse_args(argv)
     config = TrainConfig.from_yaml(args.config, args.overrides)
@@ -192,8 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     result = train(config, run_dir, on_epoch=report)
-    print(f"last acc {result['last']['acc']:.4f}  best acc {result['best']['acc']:.4f}  "
-          f"params {result['params']:,}  state {result['state_size']:,}  {result['wall_time']:.1f}s")
+    print(
+        f"last acc {result['last']['acc']:.4f}  best acc {result['best']['acc']:.4f}  "
+        f"params {result['params']:,}  state {result['state_size']:,}  {result['wall_time']:.1f}s"
+    )
     return 0
 
 

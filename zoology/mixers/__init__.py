@@ -41,8 +41,7 @@ def resolve(name: str) -> type[nn.Module]:
         module = importlib.import_module(module_name)
     except ImportError as e:
         raise ValueError(
-            f"unknown mixer {name!r}: cannot import module {module_name!r} ({e}); "
-            f"registered mixers are {names()}"
+            f"unknown mixer {name!r}: cannot import module {module_name!r} ({e}); registered mixers are {names()}"
         ) from e
     cls = getattr(module, attr, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
