@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m zoology.bench NAME [args]` runs `zoology.bench.NAME.main(args)`."""
