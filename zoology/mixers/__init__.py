@@ -38,6 +38,7 @@ from torch import nn
 REGISTRY: dict[str, str] = {
     "attention": "zoology.mixers.attention.Attention",
     "base_conv": "zoology.mixers.base_conv.BaseConv",
+    "based": "zoology.mixers.based.Based",
     "linear_attention": "zoology.mixers.linear_attention.LinearAttention",
     "sliding_window": "zoology.mixers.sliding_window.SlidingWindowAttention",
 }
