@@ -22,6 +22,8 @@ from torch import nn
 REGISTRY: dict[str, str] = {
     "attention": "zoology.mixers.attention.Attention",
     "base_conv": "zoology.mixers.base_conv.BaseConv",
+    "leap": "zoology.mixers.leap.Leap",
+    "rebased": "zoology.mixers.rebased.ReBased",
 }
 
 RESERVED_KWARGS = ("d_model", "layer_idx")
