@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from zoology import mixers
 from zoology.config import TrainConfig
-from zoology.mixers import leap
+from zoology.mixers import conformance, leap
 from zoology.mixers.leap import Leap
 from zoology.model import LanguageModel
 
@@ -164,3 +164,8 @@ def test_window_schedule():
 def test_bad_arguments_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         Leap(32, **kwargs)
+
+
+@pytest.mark.parametrize("spec", ["leap:window_size=4", "leap:window_size=70:chunk_size=16:num_heads=2"])
+def test_windowed_leap_passes_the_conformance_kit(spec):
+    conformance.check_mixer(spec)

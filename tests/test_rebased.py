@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from zoology import mixers
 from zoology.config import TrainConfig
+from zoology.mixers import conformance
 from zoology.mixers import feature_attention as fa
 from zoology.mixers.rebased import ReBased
 from zoology.model import LanguageModel
@@ -124,3 +125,7 @@ def test_preset_is_the_base_conv_rebased_hybrid():
     assert [type(block.mixer).__name__ for block in model.blocks] == ["BaseConv", "ReBased"]
     rebased = model.blocks[1].mixer
     assert torch.equal(rebased.q_norm.weight, torch.ones(16)) and torch.equal(rebased.k_norm.bias, torch.zeros(16))
+
+
+def test_multi_head_rebased_passes_the_conformance_kit():
+    conformance.check_mixer("rebased:num_heads=4:feature_dim=8:chunk_size=16")
