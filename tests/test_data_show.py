@@ -1,6 +1,8 @@
 """`python -m zoology.data show`: examples printed as the model sees them, roles marked."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -8,6 +10,7 @@ from zoology.config import TrainConfig
 from zoology.data import IGNORE_INDEX, load_segment, segment_seed
 from zoology.data.__main__ import main
 from zoology.data.mqar_overwrite import OverwriteMQARConfig
+from zoology.data.presets import tasks_demo
 from zoology.data.show import render_example, token_cells
 
 SMALL = (
@@ -94,3 +97,16 @@ def test_show_errors_are_clear(capsys):
         main(["show", SMALL.replace("num_overwrites: 2", "num_overwrites: 5")])
     with pytest.raises(SystemExit, match="--segment 9"):
         main(["show", "tasks-demo", "--segment", "9"])
+
+
+def test_readme_examples_are_what_the_generators_print():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Tasks") :]
+    section = section[: section.index("\n## ", 1)]
+    blocks = re.findall(r"```\n(.*?)\n```", section, flags=re.S)
+    demo = tasks_demo()
+    printed = []
+    for i in (0, 2, 1, 3, 4):
+        segment = demo[i].build(seed=2)
+        printed.append(render_example(segment.inputs[0], segment.labels[0], demo[i].context_len, columns=16))
+    assert blocks == printed, "regenerate the README examples: python -m zoology.data show tasks-demo -n 1 --seed 2"
