@@ -90,27 +90,25 @@ def random_tokens_excluding(
     """Uniform tokens from [0, vocab_size) that avoid each row's `excluded` (n, m) tokens.
 
     Rejection sampling: draw everything, then redraw only the entries that hit their row's
-    excluded set (found with a per-row lookup table built in row chunks of bounded memory).
+    excluded set, looked up in a per-row table built for a chunk of rows at a time.
     """
     n, length = shape
     if excluded.shape[1] >= vocab_size:
         raise ValueError(f"excluding {excluded.shape[1]} tokens leaves none of vocab_size={vocab_size}")
     x = torch.randint(0, vocab_size, shape, generator=gen)
-    hit = torch.empty(shape, dtype=torch.bool)
     rows = max(1, _CHUNK_ELEMENTS // vocab_size)
     table = torch.zeros(min(rows, n), vocab_size, dtype=torch.bool)
     for start in range(0, n, rows):
         stop = min(start + rows, n)
-        banned, block = excluded[start:stop], table[: stop - start]
+        banned, block, chunk = excluded[start:stop], table[: stop - start], x[start:stop]
         block.scatter_(1, banned, True)
-        hit[start:stop] = block.gather(1, x[start:stop])
+        row, col = block.gather(1, chunk).nonzero(as_tuple=True)
+        while row.numel():
+            redraw = torch.randint(0, vocab_size, (row.numel(),), generator=gen)
+            chunk[row, col] = redraw
+            again = block[row, redraw]
+            row, col = row[again], col[again]
         block.scatter_(1, banned, False)
-    row, col = hit.nonzero(as_tuple=True)
-    while row.numel():
-        redraw = torch.randint(0, vocab_size, (row.numel(),), generator=gen)
-        x[row, col] = redraw
-        again = (excluded[row] == redraw[:, None]).any(dim=1)
-        row, col = row[again], col[again]
     return x
 
 
