@@ -1,5 +1,8 @@
 """python -m zoology.bench data: examples/s of every task generator at L = 256 and 1024, and the
-time to generate the Based Figure 2 training set (180,000 examples)."""
+time to generate the Based Figure 2 training set (180,000 examples).
+
+`cpu s` is the process's CPU time summed over threads: far below threads × wall time means the
+machine was busy and the wall-clock figures are pessimistic."""
 
 from __future__ import annotations
 
@@ -41,15 +44,16 @@ def generators(L: int, n: int) -> list[tuple[str, Any]]:
     ]
 
 
-def time_builds(configs: list[Any], repeats: int) -> list[float]:
-    """Wall seconds to build all `configs`, once per repeat, each repeat with fresh seeds."""
-    times = []
+def time_builds(configs: list[Any], repeats: int) -> tuple[list[float], list[float]]:
+    """Wall and process-CPU seconds to build all `configs`, once per repeat, with fresh seeds."""
+    wall, cpu = [], []
     for rep in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         for i, config in enumerate(configs):
             config.build(seed=1000 * rep + i)
-        times.append(time.perf_counter() - start)
-    return times
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return wall, cpu
 
 
 def main(argv: list[str]) -> int:
@@ -58,28 +62,38 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--scale", type=float, default=1.0, help="multiply the example counts (e.g. 0.1 for a quick run)"
     )
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     MQARConfig(input_seq_len=64, num_kv_pairs=4, num_examples=100).build(seed=0)
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; V=8192; median of {args.repeats} builds per row"
     )
-    header = f"{'generator':<22} {'L':>5} {'N':>4} {'examples':>9} {'median s':>9} {'examples/s':>11} {'Mtok/s':>7}"
+    header = (
+        f"{'generator':<22} {'L':>5} {'N':>4} {'examples':>9} {'median s':>9} {'cpu s':>7} "
+        f"{'examples/s':>11} {'Mtok/s':>7}"
+    )
     print(header)
     print("-" * len(header))
     for L, count in EXAMPLES.items():
         n = max(1, int(count * args.scale))
         for label, config in generators(L, n):
-            median = statistics.median(time_builds([config], args.repeats))
+            wall, cpu = time_builds([config], args.repeats)
+            median = statistics.median(wall)
             print(
-                f"{label:<22} {L:>5} {config.num_kv_pairs:>4} {n:>9,} {median:>9.3f} "
+                f"{label:<22} {L:>5} {config.num_kv_pairs:>4} {n:>9,} {median:>9.3f} {statistics.median(cpu):>7.3f} "
                 f"{n / median:>11,.0f} {n * L / median / 1e6:>7.1f}"
             )
 
     segments = based_figure2_train()
-    times = time_builds(segments, args.repeats)
+    times, cpu = time_builds(segments, args.repeats)
     total = sum(s.num_examples for s in segments)
     median = statistics.median(times)
     print(f"\nBased Figure 2 training set: {total:,} examples (MQAR, V=8192, random filler)")
-    print(f"  median {median:.3f} s   best {min(times):.3f} s   ->  {total / median:,.0f} examples/s")
+    print(
+        f"  median {median:.3f} s   best {min(times):.3f} s   cpu {statistics.median(cpu):.3f} s"
+        f"   ->  {total / median:,.0f} examples/s"
+    )
     return 0

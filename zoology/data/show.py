@@ -60,11 +60,13 @@ def render_example(
 
 
 def describe(config: Any) -> str:
-    """The config's non-default fields, e.g. "MQARConfig(input_seq_len=64, num_kv_pairs=4, …)"."""
-    fields = ", ".join(
-        f"{k}={v!r}" for k, v in config.model_dump(exclude_defaults=True, exclude={"task", "filler"}).items()
+    """The config with its task, vocabulary and filler always shown, other fields when not default."""
+    shown = config.model_dump(exclude_defaults=True, exclude={"task", "vocab_size", "filler"})
+    fields = ", ".join(f"{k}={v!r}" for k, v in shown.items())
+    return (
+        f"{type(config).__name__}(task={config.task!r}, vocab_size={config.vocab_size}, {fields}, "
+        f"filler={config.filler!r})"
     )
-    return f"{type(config).__name__}(task={config.task!r}, {fields}, filler={config.filler!r})"
 
 
 def render_segment(
