@@ -113,21 +113,49 @@ def load(sweep_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SLICE_INT_COLUMNS = ("input_seq_len", "num_kv_pairs", "num_passes", "num_overwrites", "num_examples")
+
+
 def load_slices(sweep_dir: str | Path) -> pd.DataFrame:
-    """Long format: one row per (finished run, test slice) with the slice's fields and accuracy."""
+    """Long format: one row per (finished run, test slice), ready for a plot of where recall breaks.
+
+    Columns: run_id, name, model, d_model, lr, params, state_size; the slice's name and fields
+    (task, input_seq_len, num_kv_pairs, num_passes, … as integers; tasks without a field get <NA>)
+    and its filler; num_examples; acc_last, acc_best; train_max_seq_len and train_max_kv_pairs
+    (the largest L and N among the run's training segments) and beyond_train_len /
+    beyond_train_kv, true where the slice is longer / has more pairs than any training segment.
+    """
     rows = []
     for r in run_dirs(sweep_dir):
         if not r.is_finished():
             continue
-        result = r.result()
-        for s in result["slices"]:
+        result, config = r.result(), r.config()
+        train = config["data"]["train"]
+        test = config["data"]["test"]
+        max_len = max(seg["input_seq_len"] for seg in train)
+        max_kv = max(seg["num_kv_pairs"] for seg in train)
+        for i, s in enumerate(result["slices"]):
             rows.append(
                 {
                     "run_id": result["run_id"],
                     "name": result["name"],
-                    **{k: v for k, v in s.items()},
+                    "model": "+".join(m["name"].rpartition(".")[2] for m in config["model"]["mixers"]),
+                    "d_model": config["model"]["d_model"],
+                    "lr": config["lr"],
+                    "params": result.get("params"),
+                    "state_size": result.get("state_size"),
+                    **s,
+                    "filler": s.get("filler", test[i].get("filler", "random") if i < len(test) else None),
                     "acc_last": result["last"]["slices"][s["slice"]],
                     "acc_best": result["best"]["slices"][s["slice"]],
+                    "train_max_seq_len": max_len,
+                    "train_max_kv_pairs": max_kv,
+                    "beyond_train_len": s["input_seq_len"] > max_len,
+                    "beyond_train_kv": s["num_kv_pairs"] > max_kv,
                 }
             )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    for column in SLICE_INT_COLUMNS:
+        if column in table:
+            table[column] = table[column].astype("Int64")
+    return table
