@@ -51,8 +51,13 @@ def state_axis(unit: Literal["elements", "bytes"] = "elements") -> Axis:
 
 
 def throughput_axis(column: str = "decode_tokens_per_s") -> Axis:
-    """Measured generation speed (higher is better) from the throughput benchmark's columns."""
-    label = "decode throughput (tokens/s)" if column == "decode_tokens_per_s" else f"{column} (tokens/s)"
+    """Measured generation speed (higher is better) from the throughput benchmark's columns:
+    `decode_tokens_per_s` (its reference batch and prompt) or `decode_tokens_per_s.B{batch}.P{prompt}`."""
+    kind, _, point = column.partition("_tokens_per_s")
+    match = re.fullmatch(r"\.B(\d+)\.P(\d+)", point)
+    detail = f", batch {match[1]}, prompt {match[2]}" if match else ""
+    known = "_tokens_per_s" in column and kind and (match or not point)
+    label = f"{kind} throughput{{on}} (tokens/s{detail})" if known else column
     return Axis(
         column,
         label,
@@ -117,7 +122,7 @@ def accuracy(df: pd.DataFrame, metric: Metric = "last", slices: list[str] | None
     columns = df[[f"acc_{metric}.{name}" for name in names]]
     mean = columns.mean(axis=1, skipna=True)
     if slices:
-        mean[columns.isna().any(axis=1)] = np.nan
+        mean = mean.mask(columns.isna().any(axis=1))
     return mean.rename("accuracy")
 
 
@@ -126,6 +131,8 @@ def accuracy_label(df: pd.DataFrame, metric: Metric = "last", slices: list[str] 
     which = f"{metric} epoch"
     if len(names) == 1:
         return f"accuracy ({which}, {names[0]})"
+    if not slices and df[[f"acc_{metric}.{name}" for name in names]].isna().any(axis=None):
+        return f"accuracy ({which}, mean of each run's test slices)"
     return f"accuracy ({which}, mean of {len(names)} test slices)"
 
 
@@ -238,6 +245,8 @@ def frontier_points(
         raise ValueError(
             f"x column {axis.column!r} is not in the results{hint}. Columns that look related: {near or 'none'}"
         )
+    if facet and facet not in df:
+        raise ValueError(f"facet={facet!r} is not a results column")
     runs = annotate_models(df, family_column)
     runs["accuracy"] = accuracy(runs, metric, slices)
     runs["x"] = runs[axis.column].astype(float) * axis.scale
@@ -253,8 +262,6 @@ def frontier_points(
             )
             runs = runs[~missing]
     keys = [FAMILY, "model_key"] + ([facet] if facet else [])
-    if facet and facet not in runs:
-        raise ValueError(f"facet={facet!r} is not a results column")
 
     per_lr = (
         runs.groupby([*keys, "config.lr"], sort=True, dropna=False)
@@ -302,12 +309,16 @@ def frontier_points(
 
 
 def axis_label(axis: Axis, df: pd.DataFrame) -> str:
-    """The axis label, with the sequence length the state is measured at when the runs share one."""
-    at = ""
+    """The axis label, with the sequence length the state is measured at (or the device throughput
+    was measured on) when the runs share one."""
+    at = on = ""
     if axis.column == "state_size" and "state_seq_len" in df:
         lengths = df["state_seq_len"].dropna().unique()
         at = f" at L={int(lengths[0])}" if len(lengths) == 1 else " at the longest test length"
-    return axis.label.format(at=at)
+    if "throughput_device" in df:
+        devices = df["throughput_device"].dropna().unique()
+        on = f" on {devices[0]}" if len(devices) == 1 else ""
+    return axis.label.replace("{at}", at).replace("{on}", on)
 
 
 def slice_matrix(
