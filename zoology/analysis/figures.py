@@ -91,6 +91,7 @@ def draw_frontier(ax: Axes, points: pd.DataFrame, axis: Axis, styles: dict[str, 
                 ax.annotate(text, (p["x"], p["accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     if axis.log:
         ax.set_xscale("log")
+    ax.margins(x=0.12 if labels else 0.05)
     ax.set_ylim(-0.02, 1.02)
     ax.grid(True, which="major", alpha=0.3)
     ax.grid(True, which="minor", alpha=0.1)
