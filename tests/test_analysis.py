@@ -148,13 +148,16 @@ def test_slice_choice_averages_only_the_chosen_slices(sweep):
 
 def test_seeds_are_averaged_before_choosing_the_lr(tmp_path):
     s = tmp_path / "sweep"
-    write_run(s, "attention", 16, 1e-3, 2048, (0.9, 0.9), seed=0)
-    write_run(s, "attention", 16, 1e-3, 2048, (0.1, 0.1), seed=1)
+    lo = [write_run(s, "attention", 16, 1e-3, 2048, (a, a), seed=k) for k, a in enumerate((0.9, 0.1))]
     hi = [write_run(s, "attention", 16, 1e-2, 2048, (a, a), seed=k) for k, a in enumerate((0.6, 0.6))]
     (point,) = analysis.frontier_points(results.load(s)).itertuples()
     assert point.lr == 1e-2 and sorted(point.run_ids) == sorted(hi)
     assert point.n_seeds == 2 and point.accuracy == pytest.approx(0.6) and point.accuracy_std == pytest.approx(0.0)
     assert point.model_label == ""
+    labels = {line.get_label() for line in analysis.plot_curves(analysis.load_curves(s)).axes[1].get_lines()}
+    assert labels == {f"base_conv+attention-d16-lr0.01 ({run_id})" for run_id in hi} | {
+        f"base_conv+attention-d16-lr0.001 ({run_id})" for run_id in lo
+    }
 
 
 def test_state_axis_in_bytes_multiplies_by_four(sweep):

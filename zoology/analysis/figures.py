@@ -88,7 +88,15 @@ def draw_frontier(ax: Axes, points: pd.DataFrame, axis: Axis, styles: dict[str, 
         if labels:
             for _, p in group.iterrows():
                 text = p["model_label"] or family
-                ax.annotate(text, (p["x"], p["accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+                high = p["accuracy"] > 0.9
+                ax.annotate(
+                    text,
+                    (p["x"], p["accuracy"]),
+                    textcoords="offset points",
+                    xytext=(5, -5 if high else 4),
+                    va="top" if high else "bottom",
+                    fontsize=7,
+                )
     if axis.log:
         ax.set_xscale("log")
     ax.margins(x=0.12 if labels else 0.05)
@@ -140,8 +148,11 @@ def plot_curves(curves: pd.DataFrame, runs: list[str] | None = None, title: str 
     loss_ax, acc_ax = fig.subplots(1, 2)
     colors = itertools.cycle(COLORS)
     curves = curves.sort_values(["family", "name", "epoch"], kind="stable")
-    for (_, name), run in curves.groupby(["run_id", "name"], sort=False):
+    ids_per_name = curves.groupby("name")["run_id"].nunique()
+    for (run_id, name), run in curves.groupby(["run_id", "name"], sort=False):
         color = next(colors)
+        if ids_per_name[name] > 1:
+            name = f"{name} ({run_id})"
         run = run.sort_values("epoch")
         epoch = run["epoch"] + 1
         loss_ax.plot(epoch, run["train_loss"], "-", color=color, label=name)
