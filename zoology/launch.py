@@ -158,6 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print(f"\nsweep finished in {time.perf_counter() - started:.1f}s; results in {sweep_dir}")
     print_summary(summary_table(planned, failed))
+    try:
+        from zoology.plot import write_frontier
+
+        print(f"frontier plot: {write_frontier(sweep_dir)}")
+    except Exception as e:
+        print(f"warning: no frontier plot: {type(e).__name__}: {e}", file=sys.stderr)
     if failed:
         print(f"\n{len(failed)} run(s) failed:", file=sys.stderr)
         for run_id, message in failed.items():
