@@ -164,7 +164,11 @@ class TrainConfig(_Strict):
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
         """Load a YAML preset (a path, or a name in configs/) with `key.sub=value` overrides."""
-        data = yaml.safe_load(resolve_preset(path).read_text())
+        return cls.from_yaml_dict(yaml.safe_load(resolve_preset(path).read_text()), overrides)
+
+    @classmethod
+    def from_yaml_dict(cls, data: dict, overrides: list[str] | None = None) -> TrainConfig:
+        """Validate a config mapping after applying `key.sub=value` overrides (values parsed as YAML)."""
         for item in overrides or []:
             key, sep, raw = item.partition("=")
             if not sep:
