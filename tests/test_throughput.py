@@ -1,9 +1,9 @@
 import json
 
+import broken_recurrence
 import pytest
 import torch
 
-from tests import broken_recurrence
 from zoology import results
 from zoology.bench import throughput
 from zoology.config import ModelConfig, TrainConfig
@@ -105,7 +105,7 @@ def test_attention_state_and_step_work_grow_with_context_base_conv_do_not():
         assert [p["context"] for p in points] == [8, 32]
         model = LanguageModel(config)
         assert [p["state_elements_per_seq"] for p in points] == [model.state_size(8), model.state_size(32)]
-        grown[mixer] = [(p["state_elements_per_seq"], p["step_elements_read_per_token"]) for p in points]
+        grown[mixer] = [(p["state_elements_per_seq"], p["mixer_step_reads_per_token"]) for p in points]
     (state8, read8), (state32, read32) = grown["attention"]
     assert state32 == 4 * state8 == 4 * (2 * 2 * 16 * 8)
     assert read32 - read8 >= 2 * 2 * 16 * (32 - 8)
