@@ -1,12 +1,12 @@
 import json
 
 import torch
-from conftest import tiny_config
 
 from zoology.config import TrainConfig
 from zoology.data import IGNORE_INDEX
 from zoology.model import LanguageModel
 from zoology.train import query_loss, train
+from conftest import tiny_config
 
 
 def test_tiny_attention_learns_easy_mqar(tmp_path):
