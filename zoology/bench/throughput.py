@@ -69,40 +69,6 @@ class Settings:
     seed: int = 0
 
 
-# Model-level recurrent form over the mixer contract.
-
-
-def prefill(model: LanguageModel, input_ids: torch.Tensor) -> tuple[torch.Tensor, list]:
-    """(batch, P) token ids -> (logits at the last position (batch, vocab), per-layer states)."""
-    x = model.embed(input_ids)
-    if model.pos_embed is not None:
-        x = x + model.pos_embed(torch.arange(input_ids.shape[1], device=input_ids.device))
-    x = model.drop(x)
-    states = []
-    for block in model.blocks:
-        y, state = block.mixer.prefill(block.norm(x))
-        x = x + y
-        if block.mlp is not None:
-            x = x + block.mlp(x)
-        states.append(state)
-    return model.head(x[:, -1]), states
-
-
-def step(model: LanguageModel, token: torch.Tensor, states: list, position: int) -> tuple[torch.Tensor, list]:
-    """One token per sequence (batch,) at `position` -> (logits (batch, vocab), new per-layer states)."""
-    x = model.embed(token)
-    if model.pos_embed is not None:
-        x = x + model.pos_embed.weight[position]
-    new_states = []
-    for block, state in zip(model.blocks, states):
-        y, state = block.mixer.step(block.norm(x), state)
-        x = x + y
-        if block.mlp is not None:
-            x = x + block.mlp(x)
-        new_states.append(state)
-    return model.head(x), new_states
-
-
 # Checks.
 
 
@@ -169,14 +135,13 @@ class _ReadCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _mixer_step_reads(model: LanguageModel, states: list, batch_size: int, autocast) -> int:
-    """Elements all layers' mixer.step read (operator inputs) for one token per sequence after `states`."""
+def _mixer_step_reads(model: LanguageModel, state: dict, batch_size: int, autocast) -> int:
+    """Elements all layers' mixer.step read (operator inputs) for one token per sequence after `state`."""
     total = 0
-    for block, state in zip(model.blocks, states):
-        state = _clone(state)
+    for block, layer_state in zip(model.blocks, state["layers"]):
         x_t = torch.randn(batch_size, model.config.d_model, device=model.embed.weight.device)
         with _ReadCounter() as counter, autocast():
-            block.mixer.step(x_t, state)
+            block.mixer.step(x_t, _clone(layer_state))
         total += counter.elements
     return total
 
@@ -236,21 +201,21 @@ class _GraphedDecode:
     """The decode loop as one CUDA graph per step, sharing one memory pool and replayed in order;
     the prompt's state and first token live outside the pool and are restored before each replay."""
 
-    def __init__(self, model, token0, state0, context, steps, autocast):
+    def __init__(self, model, token0, state0, steps, autocast):
         self.token0, self.state0 = token0, state0
         self.token, self.state = token0.clone(), _clone(state0)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side), autocast():
-            step(model, token0, _clone(state0), context)
+            model.step(token0, _clone(state0))
         torch.cuda.current_stream().wait_stream(side)
         pool = torch.cuda.graph_pool_handle()
         self.graphs = []
         token, state = self.token, self.state
-        for i in range(steps):
+        for _ in range(steps):
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=pool, stream=side), autocast():
-                logits, state = step(model, token, state, context + i)
+                logits, state = model.step(token, state)
                 token = logits.argmax(-1)
             self.graphs.append(graph)
         self.logits = logits
@@ -281,12 +246,12 @@ def measure_point(
 
     def run_prefill():
         with autocast():
-            return prefill(model, ids)
+            return model.prefill(ids)
 
     def decode(token, state):
         with autocast():
-            for i in range(steps):
-                logits, state = step(model, token, state, context + i)
+            for _ in range(steps):
+                logits, state = model.step(token, state)
                 token = logits.argmax(-1)
         return logits, state
 
@@ -312,7 +277,7 @@ def measure_point(
     if device.type == "cuda" and settings.cuda_graphs:
         try:
             eager_logits, _ = decode(*fresh())
-            graphed = _GraphedDecode(model, prompt["token"], prompt["state"], context, steps, autocast)
+            graphed = _GraphedDecode(model, prompt["token"], prompt["state"], steps, autocast)
             graphed.restore()
             graph_logits = graphed.run()
             if not torch.allclose(graph_logits.float(), eager_logits.float(), rtol=1e-3, atol=1e-3):
