@@ -436,7 +436,11 @@ def _targets(args: argparse.Namespace) -> list[tuple[ModelConfig, list[Path]]]:
             runs = run_dirs(sweep)
             if not runs:
                 raise FileNotFoundError(f"{sweep}: no run directories with a config.json")
-            pairs += [(TrainConfig.model_validate(r.config()), r.path) for r in runs]
+            for r in runs:
+                try:
+                    pairs.append((TrainConfig.model_validate(r.config()), r.path))
+                except ValueError as e:
+                    print(f"skipping {r.path}: its config.json does not load here ({e})", file=sys.stderr)
     for name in args.configs:
         base = TrainConfig.from_yaml(name, args.overrides)
         if args.mixers:
@@ -495,14 +499,18 @@ def main(argv: list[str]) -> int:
         dtype=args.dtype,
         cuda_graphs=not args.no_cuda_graphs,
     )
-    rows, refused = [], []
+    rows, failed = [], []
     for model_config, run_paths in _targets(args):
         label = model_label(model_config)
         try:
             entry = measure(model_config, settings, log=lambda line: print(line, file=sys.stderr, flush=True))
         except RecurrenceMismatch as e:
             print(f"REFUSED {label}: {e}", file=sys.stderr)
-            refused.append(label)
+            failed.append(label)
+            continue
+        except Exception as e:
+            print(f"FAILED {label}: {type(e).__name__}: {e}", file=sys.stderr)
+            failed.append(label)
             continue
         rows.append((label, entry))
         if not args.no_save:
@@ -515,7 +523,7 @@ def main(argv: list[str]) -> int:
             f"prompt; median of {settings.repeats}; random weights; torch {e['torch']}\n"
         )
         print(markdown_table(rows))
-    if refused:
-        print(f"\nrefused (recurrent form disagrees with parallel form): {', '.join(refused)}", file=sys.stderr)
+    if failed:
+        print(f"\nnot measured: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
