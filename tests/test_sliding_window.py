@@ -24,7 +24,7 @@ def reference(mixer: SlidingWindowAttention, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("window", [1, 2, 5, 64, 100, 300])
-@pytest.mark.parametrize("seq_len", [1, 37, 64, 200])
+@pytest.mark.parametrize("seq_len", [1, 37, 64, 128, 200])
 def test_parallel_form_matches_the_window_convention(window, seq_len):
     torch.manual_seed(0)
     mixer = SlidingWindowAttention(16, window_size=window, num_heads=2).double().eval()

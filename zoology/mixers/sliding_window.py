@@ -74,7 +74,13 @@ class SlidingWindowAttention(nn.Module):
         key = torch.arange(2 * c, device=q.device)[None, :]
         block = torch.arange(n, device=q.device)[:, None, None]
         mask = (key <= query) & (key > query - w) & ((block > 0) | (key >= c))
-        y = F.scaled_dot_product_attention(q, k2, v2, attn_mask=mask, dropout_p=p)
+        y = F.scaled_dot_product_attention(
+            q.reshape(b, h * n, c, dh),
+            k2.reshape(b, h * n, 2 * c, dh),
+            v2.reshape(b, h * n, 2 * c, dh),
+            attn_mask=mask.repeat(h, 1, 1),
+            dropout_p=p,
+        )
         return y.reshape(b, h, n * c, dh)[:, :, :l]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
