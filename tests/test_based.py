@@ -163,9 +163,15 @@ def test_based_preset_is_the_hybrid_and_counts_its_state():
     assert model.state_size(64) == d * 2 + (d + based.num_heads) * D
 
 
-def test_full_based_preset_cycles_three_mixers():
+def test_full_based_preset_cycles_three_mixers_and_counts_their_state():
     if "sliding_window" not in mixers.REGISTRY:
         pytest.skip("sliding_window is not registered in this checkout")
     config = TrainConfig.from_yaml("based_full")
     assert [m.name for m in config.model.mixers] == ["base_conv", "based", "sliding_window"]
     assert config.model.n_layers == 3
+    model = LanguageModel(config.model)
+    based, window = model.blocks[1].mixer, model.blocks[2].mixer.window_size
+    d = config.model.d_model
+    based_state = (d + based.num_heads) * taylor_dim(based.feature_dim)
+    for seq_len in (1, window, 64):
+        assert model.state_size(seq_len) == d * 2 + based_state + 2 * d * min(window, seq_len)
