@@ -22,6 +22,7 @@ from torch import nn
 REGISTRY: dict[str, str] = {
     "attention": "zoology.mixers.attention.Attention",
     "base_conv": "zoology.mixers.base_conv.BaseConv",
+    "mamba": "zoology.mixers.mamba.Mamba",
 }
 
 RESERVED_KWARGS = ("d_model", "layer_idx")
