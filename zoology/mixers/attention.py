@@ -44,15 +44,17 @@ class Attention(nn.Module):
         b, _, l, _ = y.shape
         return self.out_proj(y.transpose(1, 2).reshape(b, l, self.d_model))
 
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        p = self.dropout if self.training else 0.0
+        return self._merge(F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.prefill(x)[0]
+        return self._attend(*self._qkv(x))
 
     def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         q, k, v = self._qkv(x)
-        p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
         acc = torch.promote_types(k.dtype, torch.float32)
-        return self._merge(y), {"k": k.to(acc), "v": v.to(acc)}
+        return self._attend(q, k, v), {"k": k.to(acc).contiguous(), "v": v.to(acc).contiguous()}
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
         acc = torch.promote_types(dtype or torch.get_default_dtype(), torch.float32)
