@@ -12,8 +12,8 @@ which are reported everywhere, stand for the memory.
 
 Weights are random (the model's own init): trained weights are not saved, and speed does not depend on
 the values. Before timing, every layer's recurrent form is checked against its parallel form in float64
-on the benchmark device; a mixer that disagrees, or whose state_size is not its state's element count,
-is refused.
+on the benchmark device (150 tokens: a prefill of 67 then steps, and steps from init_state); a mixer
+that disagrees, or whose state_size is not its state's element count, is refused.
 
   python -m zoology.bench throughput attention --set model.d_model=128      # a preset or YAML path
   python -m zoology.bench throughput attention --mixers all -B 1,16 -P 256   # a pure model per mixer
@@ -72,9 +72,10 @@ class Settings:
 # Checks.
 
 
-def check_recurrence(model: LanguageModel, device: torch.device, seq_len: int = 19, split: int = 7) -> None:
+def check_recurrence(model: LanguageModel, device: torch.device, seq_len: int = 150, split: int = 67) -> None:
     """Refuse (RecurrenceMismatch) a layer whose step/prefill disagree with forward in float64, or whose
-    state_size(t) is not the element count of its state per sequence."""
+    state_size(t) is not the element count of its state per sequence. The defaults cross the usual
+    chunk (64) and window (64, 128) boundaries, so a wrong chunk carry or ring buffer is caught."""
     gen = torch.Generator().manual_seed(0)
     for i, block in enumerate(model.blocks):
         mixer = copy.deepcopy(block.mixer).to(device=device, dtype=torch.float64).eval()
