@@ -464,14 +464,16 @@ def main(argv: list[str]) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("configs", nargs="*", help="YAML TrainConfigs or preset names in configs/")
-    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="as zoology.train"
+    )
     parser.add_argument("--mixers", help="'all' or a comma list: one pure model per mixer from each config")
     parser.add_argument("--sweep", help="a sweep's run directory (runs/<sweep>) or sweep file; one model per run")
     parser.add_argument("-B", "--batch-sizes", type=_int_list, default=BATCH_SIZES, help="default 1,16,64,256")
     parser.add_argument("-P", "--contexts", type=_int_list, default=CONTEXTS, help="default 256,1024,4096")
-    parser.add_argument("--decode-steps", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--decode-steps", type=int, default=32, help="greedy steps timed after the prompt")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per point (the median is reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs before them")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="bfloat16: autocast")
     parser.add_argument("--no-cuda-graphs", action="store_true", help="time eager decoding only")
