@@ -41,6 +41,7 @@ REGISTRY: dict[str, str] = {
     "based": "zoology.mixers.based.Based",
     "leap": "zoology.mixers.leap.Leap",
     "linear_attention": "zoology.mixers.linear_attention.LinearAttention",
+    "mamba": "zoology.mixers.mamba.Mamba",
     "rebased": "zoology.mixers.rebased.ReBased",
     "sliding_window": "zoology.mixers.sliding_window.SlidingWindowAttention",
 }
