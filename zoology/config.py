@@ -7,7 +7,7 @@ the config is built, so a typo fails at launch, not hours into a sweep.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
@@ -85,8 +85,21 @@ class DataConfig(_Strict):
         return max(s.input_seq_len for s in [*self.train, *self.test])
 
 
+class LoggerConfig(_Strict):
+    """Weights & Biases logging of a run (needs the `wandb` extra). Launch metadata: it never changes
+    a run's id. The launcher logs from the driver: config, one history row per epoch, and a summary
+    (parameters, state size, final and best accuracy, or the failure reason)."""
+
+    project: str = Field(min_length=1)
+    entity: str | None = None
+    group: str | None = Field(None, description="default: the sweep name")
+    tags: list[str] = []
+    mode: Literal["online", "offline", "disabled"] | None = Field(None, description="default: WANDB_MODE or online")
+    dir: str | None = Field(None, description="where W&B writes its files; default: WANDB_DIR or the sweep directory")
+
+
 class TrainConfig(_Strict):
-    """One training run. `name` and `device` are launch metadata: they do not change the run id."""
+    """One training run. `name`, `device` and `logger` are launch metadata: they do not change the run id."""
 
     model: ModelConfig
     data: DataConfig
@@ -102,8 +115,9 @@ class TrainConfig(_Strict):
     grad_clip: float | None = Field(None, gt=0)
     seed: int = Field(0, ge=0)
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', …")
+    logger: LoggerConfig | None = Field(None, description="Weights & Biases logging; off when None")
 
-    LAUNCH_FIELDS: ClassVar[tuple[str, ...]] = ("name", "device")
+    LAUNCH_FIELDS: ClassVar[tuple[str, ...]] = ("name", "device", "logger")
 
     @field_validator("device")
     @classmethod
