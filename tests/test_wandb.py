@@ -48,7 +48,9 @@ def read_offline_run(path: Path) -> dict:
             out["run"] = record.run
             out["config"] = {item.key: json.loads(item.value_json) for item in record.run.config.update}
         elif kind == "history":
-            out["history"].append({"/".join(item.nested_key) or item.key: json.loads(item.value_json) for item in record.history.item})
+            out["history"].append(
+                {"/".join(item.nested_key) or item.key: json.loads(item.value_json) for item in record.history.item}
+            )
         elif kind == "summary":
             for item in record.summary.update:
                 out["summary"]["/".join(item.nested_key) or item.key] = json.loads(item.value_json)

@@ -327,10 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m zoology.launch",
         description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("sweep", help="a Python file defining `configs`")
-    parser.add_argument("--runs-dir", default="runs", help="results go to RUNS_DIR/<sweep name>/")
+    parser.add_argument("--runs-dir", default="runs", help="results go to RUNS_DIR/<sweep name>/ (default: runs)")
     parser.add_argument("--name", help="sweep name (default: the sweep file's stem)")
     parser.add_argument("--force", action="store_true", help="rerun finished runs")
     parser.add_argument("--filter", metavar="REGEX", help="only runs whose name matches (re.search)")
@@ -338,11 +337,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the plan with estimated times and exit")
     ray_args = parser.add_argument_group("parallel runs on Ray (pip install 'zoology[parallel]')")
     ray_args.add_argument("-p", "--parallel", action="store_true", help="run configs as Ray tasks")
-    ray_args.add_argument("--runs-per-gpu", type=int, default=1, metavar="K", help="runs sharing one GPU")
-    ray_args.add_argument("--cpus-per-run", type=float, default=1.0, metavar="N", help="CPUs (torch threads) per run")
+    ray_args.add_argument("--runs-per-gpu", type=int, default=1, metavar="K", help="runs sharing one GPU (default: 1)")
+    ray_args.add_argument(
+        "--cpus-per-run", type=float, default=1.0, metavar="N", help="CPUs (torch threads) per run (default: 1)"
+    )
     ray_args.add_argument("--gpus", metavar="IDS", help="GPUs a local Ray instance may use, e.g. 0,1 (default: all)")
     ray_args.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of a local Ray instance (default: all)")
-    ray_args.add_argument("--address", help="join this Ray cluster (e.g. auto, or host:6379) instead of starting one")
+    ray_args.add_argument(
+        "--address", help="join this Ray cluster (auto, or host:6379; default: RAY_ADDRESS, else start one here)"
+    )
     wandb_args = parser.add_argument_group("Weights & Biases (pip install 'zoology[wandb]'); overrides configs' logger")
     wandb_args.add_argument("--wandb-project", metavar="NAME", help="log every run to this W&B project")
     wandb_args.add_argument("--wandb-entity", metavar="NAME")

@@ -116,10 +116,11 @@ def start_ray(options: RayOptions) -> dict:
     if options.address:
         ray.init(address=options.address, **quiet)
     else:
-        num_gpus = None
+        import torch
+
         if options.gpus is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in options.gpus)
-            num_gpus = len(options.gpus)
+        num_gpus = len(options.gpus) if options.gpus is not None else torch.cuda.device_count()
         ray.init(address="local", num_cpus=options.num_cpus, num_gpus=num_gpus, **quiet)
     return ray.cluster_resources()
 

@@ -20,9 +20,7 @@ def require_wandb() -> None:
     try:
         import wandb  # noqa: F401
     except ImportError as e:
-        raise SystemExit(
-            "W&B logging needs wandb: pip install 'zoology[wandb]' (or pip install wandb)"
-        ) from e
+        raise SystemExit("W&B logging needs wandb: pip install 'zoology[wandb]' (or pip install wandb)") from e
 
 
 def family(config: TrainConfig) -> str:
