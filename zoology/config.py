@@ -99,7 +99,8 @@ class LoggerConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    """One training run. `name`, `device` and `logger` are launch metadata: they do not change the run id."""
+    """One training run. `name`, `device`, `precision`, `cuda_graphs` and `logger` are launch metadata:
+    they choose how the run is computed or recorded, not what, and do not change the run id."""
 
     model: ModelConfig
     data: DataConfig
@@ -115,9 +116,13 @@ class TrainConfig(_Strict):
     grad_clip: float | None = Field(None, gt=0)
     seed: int = Field(0, ge=0)
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', …")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA (fp32 sums and states), fp32 elsewhere"
+    )
+    cuda_graphs: bool = Field(True, description="on CUDA, capture each training step shape as a CUDA graph")
     logger: LoggerConfig | None = Field(None, description="Weights & Biases logging; off when None")
 
-    LAUNCH_FIELDS: ClassVar[tuple[str, ...]] = ("name", "device", "logger")
+    LAUNCH_FIELDS: ClassVar[tuple[str, ...]] = ("name", "device", "precision", "cuda_graphs", "logger")
 
     @field_validator("device")
     @classmethod
@@ -139,6 +144,11 @@ class TrainConfig(_Strict):
             kinds = "+".join(m.name.rpartition(".")[2] for m in self.model.mixers)
             object.__setattr__(self, "name", f"{kinds}-d{self.model.d_model}-lr{self.lr:g}")
         return self
+
+    def resolved_precision(self, device) -> str:
+        if self.precision == "auto":
+            return "bf16" if device.type == "cuda" else "fp32"
+        return self.precision
 
     @property
     def run_id(self) -> str:

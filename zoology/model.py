@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -29,11 +31,24 @@ class Block(nn.Module):
         x = x + self.mixer(self.norm(x))
         return x if self.mlp is None else x + self.mlp(x)
 
+    def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        y, state = self.mixer.prefill(self.norm(x))
+        x = x + y
+        return (x if self.mlp is None else x + self.mlp(x)), state
+
+    def step(self, x_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        y, state = self.mixer.step(self.norm(x_t), state)
+        x_t = x_t + y
+        return (x_t if self.mlp is None else x_t + self.mlp(x_t)), state
+
 
 class LanguageModel(nn.Module):
     """Token (+ optional learned position) embedding, n_layers blocks, final norm, tied head.
 
-    Layer i uses config.mixers[i mod len(config.mixers)].
+    Layer i uses config.mixers[i mod len(config.mixers)]. Besides the parallel `forward`, the model
+    runs through its mixers' recurrent forms: `prefill(input_ids)` then `step(token_ids, state)`, and
+    greedy `generate(prompt, n)`. The model state is {"pos": tokens seen, "layers": mixer states};
+    `state_numel(state) == state_size(pos) * batch` (the position is a Python int and counts 0).
     """
 
     def __init__(self, config: ModelConfig, max_seq_len: int = 0):
@@ -60,12 +75,22 @@ class LanguageModel(nn.Module):
         self.norm_f = nn.LayerNorm(d, eps=config.norm_eps)
         self.apply(_init_weights)
 
-    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """(batch, seq) token ids -> (batch, seq, d_model), before the final norm."""
+    def embed_tokens(self, input_ids: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """(batch, seq) ids at positions start… -> (batch, seq, d_model) embeddings after dropout."""
         x = self.embed(input_ids)
         if self.pos_embed is not None:
-            x = x + self.pos_embed(torch.arange(input_ids.shape[1], device=input_ids.device))
-        x = self.drop(x)
+            stop = start + input_ids.shape[1]
+            if stop > self.pos_embed.num_embeddings:
+                raise ValueError(
+                    f"position {stop - 1} is past the learned position embeddings "
+                    f"(max_seq_len={self.pos_embed.num_embeddings}): positions must be < max_seq_len"
+                )
+            x = x + self.pos_embed(torch.arange(start, stop, device=input_ids.device))
+        return self.drop(x)
+
+    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(batch, seq) token ids -> (batch, seq, d_model), before the final norm."""
+        x = self.embed_tokens(input_ids)
         for block in self.blocks:
             x = block(x)
         return x
@@ -79,6 +104,57 @@ class LanguageModel(nn.Module):
         if positions is not None:
             h = h.gather(1, positions[..., None].expand(-1, -1, h.shape[-1]))
         return self.head(h)
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> dict[str, Any]:
+        """The state before any token; device and dtype default to the model's parameters'."""
+        weight = self.embed.weight
+        device = weight.device if device is None else device
+        dtype = weight.dtype if dtype is None else dtype
+        return {
+            "pos": 0,
+            "layers": [block.mixer.init_state(batch_size, device=device, dtype=dtype) for block in self.blocks],
+        }
+
+    def prefill(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Parallel pass over (batch, seq) ids: (logits at the last position (batch, vocab), state)."""
+        if input_ids.dim() != 2 or input_ids.shape[1] < 1:
+            raise ValueError(f"input_ids must be (batch, seq) with seq >= 1, got {tuple(input_ids.shape)}")
+        x = self.embed_tokens(input_ids)
+        states = []
+        for block in self.blocks:
+            x, state = block.prefill(x)
+            states.append(state)
+        return self.head(x[:, -1]), {"pos": input_ids.shape[1], "layers": states}
+
+    def step(self, token_ids: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """One token per sequence, (batch,) ids -> (logits (batch, vocab), state); `state` is consumed."""
+        if token_ids.dim() != 1:
+            raise ValueError(f"token_ids must be (batch,), got {tuple(token_ids.shape)}")
+        x = self.embed_tokens(token_ids[:, None], start=state["pos"])[:, 0]
+        states = []
+        for block, layer_state in zip(self.blocks, state["layers"]):
+            x, layer_state = block.step(x, layer_state)
+            states.append(layer_state)
+        return self.head(x), {"pos": state["pos"] + 1, "layers": states}
+
+    @torch.no_grad()
+    def generate(self, prompt: torch.Tensor, n: int) -> torch.Tensor:
+        """Greedy continuation of a (batch, P) prompt by n tokens -> (batch, n), in eval mode:
+        a parallel prefill of the prompt, then one recurrent step per generated token."""
+        if n < 0:
+            raise ValueError(f"n={n} must be >= 0")
+        was_training = self.training
+        self.eval()
+        try:
+            logits, state = self.prefill(prompt)
+            out = torch.empty(prompt.shape[0], n, dtype=torch.long, device=prompt.device)
+            for i in range(n):
+                out[:, i] = logits.argmax(-1)
+                if i + 1 < n:
+                    logits, state = self.step(out[:, i], state)
+        finally:
+            self.train(was_training)
+        return out
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

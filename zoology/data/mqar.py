@@ -43,6 +43,7 @@ class MQARConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_constraints(self) -> MQARConfig:
+        """L even, V > L, 2·N·P + 2·N <= L; these imply V/2 − 1 >= N (enough distinct keys)."""
         L, N, P, V = self.input_seq_len, self.num_kv_pairs, self.num_passes, self.vocab_size
         if L % 2:
             raise ValueError(f"input_seq_len={L} must be even")
@@ -52,11 +53,6 @@ class MQARConfig(BaseModel):
             raise ValueError(
                 f"num_kv_pairs={N} too large for input_seq_len={L} with num_passes={P}: "
                 f"need 2·N·P + 2·N = {2 * N * P + 2 * N} <= input_seq_len"
-            )
-        if V // 2 - 1 < N:
-            raise ValueError(
-                f"num_kv_pairs={N} must be at most vocab_size/2 - 1 = {V // 2 - 1} "
-                f"(keys are distinct tokens from [1, {V // 2}))"
             )
         return self
 

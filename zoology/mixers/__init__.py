@@ -1,13 +1,28 @@
-"""Sequence mixers and their registry.
+"""Sequence mixers, their registry, and the contract every mixer follows.
 
-A mixer is an `nn.Module` built as `Cls(d_model=…, layer_idx=…, **kwargs)` that maps
-(batch, seq, d_model) to the same shape causally. Besides the parallel `forward(x)` it carries a
-recurrent form: `init_state(batch_size, device=None, dtype=None)`, `step(x_t, state) -> (y_t, state)`
-with x_t of shape (batch, d_model), `prefill(x) -> (y, state)`, and `state_size(seq_len) -> int`,
-the element count of that state after `seq_len` tokens.
+A mixer is an `nn.Module` built as `Cls(d_model=…, layer_idx=…, **named kwargs)` (no `**kwargs`
+catch-all: configs check kwargs against the signature). It maps (batch, seq, d_model) to the same
+shape causally, in two forms of one function:
 
-A mixer is named by its short registry name (`names()` lists them) or by any importable dotted
-path such as `my_package.my_module.MyMixer`.
+- parallel: `forward(x)`, and `prefill(x) -> (y, state)` with y equal to forward(x) and `state`
+  the recurrent state after those tokens;
+- recurrent: `init_state(batch_size, device=None, dtype=None)` (the state before any token) and
+  `step(x_t, state) -> (y_t, state)` with x_t of shape (batch, d_model).
+
+The state is a tensor or a (nested) dict/list/tuple of tensors; callers treat a state they pass in
+as consumed, so `step` may update it in place. `state_size(seq_len) -> int` is the number of state
+elements PER SEQUENCE after `seq_len` tokens, equal to `state_numel(state) / batch` — it is what the
+recall-against-memory plots use, so it counts what the state really holds. Running sums,
+normalisers and recurrent states accumulate in `torch.promote_types(x.dtype, torch.float32)`, also
+under bf16 autocast. Parameters with their own init set `p._no_reinit = True`; parameters that
+must not decay set `p._no_weight_decay = True`.
+
+`zoology.mixers.conformance` checks all of this; tests/test_mixer_conformance.py runs it on every
+registered mixer and on any mixer named in ZOOLOGY_MIXERS or `pytest --mixer`.
+
+A mixer is named by its short registry name (`names()` lists them; register one with a line in
+`REGISTRY`) or by any importable dotted path such as `my_package.my_module.MyMixer`. A "spec"
+adds constructor kwargs after colons: `sliding_window:window_size=16:num_heads=2`.
 """
 
 from __future__ import annotations
@@ -17,11 +32,15 @@ import inspect
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
 REGISTRY: dict[str, str] = {
     "attention": "zoology.mixers.attention.Attention",
     "base_conv": "zoology.mixers.base_conv.BaseConv",
+    "based": "zoology.mixers.based.Based",
+    "linear_attention": "zoology.mixers.linear_attention.LinearAttention",
+    "sliding_window": "zoology.mixers.sliding_window.SlidingWindowAttention",
 }
 
 RESERVED_KWARGS = ("d_model", "layer_idx")
@@ -72,6 +91,20 @@ def check_kwargs(name: str, kwargs: dict[str, Any]) -> None:
 
 def _takes_var_kwargs(params: dict[str, inspect.Parameter]) -> bool:
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """'name' or 'name:key=value:key=value' (values parsed as YAML) -> (name, kwargs)."""
+    name, *items = spec.strip().split(":")
+    if not name:
+        raise ValueError(f"mixer spec {spec!r}: missing the mixer name before ':'")
+    kwargs: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"mixer spec {spec!r}: {item!r} must look like key=value")
+        kwargs[key.strip()] = yaml.safe_load(value)
+    return name, kwargs
 
 
 def build(name: str, d_model: int, layer_idx: int = 0, **kwargs: Any) -> nn.Module:

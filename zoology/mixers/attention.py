@@ -11,7 +11,8 @@ class Attention(nn.Module):
     """y = W_o · softmax(q kᵀ / √d_h, causal) v per head, with [q; k; v] = W_qkv x.
 
     Shapes: x (batch, seq, d_model) -> (batch, seq, d_model). State after t tokens: the keys and
-    values seen so far, 2·d_model·t elements per sequence.
+    values seen so far, 2·d_model·t elements per sequence, kept in float32 (float64 for float64
+    inputs), also under bf16 autocast.
     """
 
     def __init__(
@@ -43,23 +44,27 @@ class Attention(nn.Module):
         b, _, l, _ = y.shape
         return self.out_proj(y.transpose(1, 2).reshape(b, l, self.d_model))
 
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        p = self.dropout if self.training else 0.0
+        return self._merge(F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.prefill(x)[0]
+        return self._attend(*self._qkv(x))
 
     def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         q, k, v = self._qkv(x)
-        p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
-        return self._merge(y), {"k": k, "v": v}
+        acc = torch.promote_types(k.dtype, torch.float32)
+        return self._attend(q, k, v), {"k": k.to(acc).contiguous(), "v": v.to(acc).contiguous()}
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
-        empty = torch.zeros(batch_size, self.num_heads, 0, self.head_dim, device=device, dtype=dtype)
+        acc = torch.promote_types(dtype or torch.get_default_dtype(), torch.float32)
+        empty = torch.zeros(batch_size, self.num_heads, 0, self.head_dim, device=device, dtype=acc)
         return {"k": empty, "v": empty.clone()}
 
     def step(self, x_t: torch.Tensor, state: dict[str, torch.Tensor]):
         q, k, v = self._qkv(x_t[:, None])
-        k = torch.cat([state["k"], k], dim=2)
-        v = torch.cat([state["v"], v], dim=2)
+        k = torch.cat([state["k"], k.to(state["k"].dtype)], dim=2)
+        v = torch.cat([state["v"], v.to(state["v"].dtype)], dim=2)
         y = F.scaled_dot_product_attention(q, k, v)
         return self._merge(y)[:, 0], {"k": k, "v": v}
 

@@ -11,7 +11,7 @@ class BaseConv(nn.Module):
     """y = conv_k(u) ⊙ (W u + b) + u, conv_k causal depthwise over time with bias.
 
     Shapes: u (batch, seq, d_model) -> (batch, seq, d_model). State: the last k−1 inputs,
-    d_model·(k−1) elements per sequence.
+    d_model·(k−1) elements per sequence (zeros before the first token), in float32 or wider.
     """
 
     def __init__(self, d_model: int, layer_idx: int = 0, kernel_size: int = 3):
@@ -28,14 +28,16 @@ class BaseConv(nn.Module):
 
     def prefill(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         history = F.pad(u.transpose(1, 2), (self.kernel_size - 1, 0))
-        return self.forward(u), history[..., history.shape[-1] - (self.kernel_size - 1) :]
+        history = history[..., history.shape[-1] - (self.kernel_size - 1) :]
+        return self.forward(u), history.to(torch.promote_types(u.dtype, torch.float32), copy=True)
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> torch.Tensor:
-        return torch.zeros(batch_size, self.d_model, self.kernel_size - 1, device=device, dtype=dtype)
+        acc = torch.promote_types(dtype or torch.get_default_dtype(), torch.float32)
+        return torch.zeros(batch_size, self.d_model, self.kernel_size - 1, device=device, dtype=acc)
 
     def step(self, u_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        window = torch.cat([state, u_t[..., None]], dim=-1)
-        conv = (window * self.conv.weight[:, 0]).sum(-1) + self.conv.bias
+        window = torch.cat([state, u_t[..., None].to(state.dtype)], dim=-1)
+        conv = ((window * self.conv.weight[:, 0]).sum(-1) + self.conv.bias).to(u_t.dtype)
         return conv * self.projection(u_t) + u_t, window[..., 1:]
 
     def state_size(self, seq_len: int) -> int:

@@ -1,0 +1,58 @@
+import pytest
+from conftest import tiny_config
+from pydantic import ValidationError
+
+from zoology.config import TrainConfig
+from zoology.mixers import build, names
+
+
+def test_unknown_field_is_rejected():
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        tiny_config({"model.n_heads": 2})
+    with pytest.raises(ValidationError, match="learning_rate"):
+        tiny_config({"learning_rate": 1e-3})
+
+
+def test_unknown_mixer_names_the_choices():
+    with pytest.raises(ValidationError, match=r"unknown mixer 'atention'.*attention"):
+        tiny_config({"model.mixers.1.name": "atention"})
+    with pytest.raises(ValidationError, match="cannot import module 'no_such_pkg'"):
+        tiny_config({"model.mixers.1.name": "no_such_pkg.Mixer"})
+
+
+def test_bad_mixer_kwarg_fails_when_the_config_is_built():
+    with pytest.raises(ValidationError, match=r"takes no argument \['nheads'\].*num_heads"):
+        tiny_config({"model.mixers.1.kwargs": {"nheads": 2}})
+    with pytest.raises(ValidationError, match="'d_model' is set by the model"):
+        tiny_config({"model.mixers.1.kwargs": {"d_model": 2}})
+
+
+def test_impossible_task_names_the_field():
+    with pytest.raises(ValidationError, match="num_kv_pairs=12 too large for input_seq_len=32"):
+        tiny_config({"data.train.0.num_kv_pairs": 12})
+    with pytest.raises(ValidationError, match=r"data.test\[0\].vocab_size=128 exceeds model.vocab_size=64"):
+        tiny_config({"data.test.0.vocab_size": 128, "data.test.0.input_seq_len": 64})
+
+
+def test_run_id_is_content_not_launch_metadata():
+    a = tiny_config()
+    assert a.run_id == tiny_config().run_id
+    assert a.set({"name": "other", "device": "cuda"}).run_id == a.run_id
+    assert a.set({"lr": 3e-3}).run_id != a.run_id
+    assert a.set({"lr": 1e-3}).run_id == tiny_config({"lr": 1e-3}).run_id != a.run_id
+
+
+def test_yaml_preset_with_overrides(tmp_path):
+    config = TrainConfig.from_yaml("attention", ["model.d_model=48", "lr=1e-2", "model.mixers.1.kwargs.num_heads=2"])
+    assert config.model.d_model == 48 and config.lr == 1e-2
+    assert config.model.mixers[1].kwargs == {"num_heads": 2}
+    with pytest.raises(ValueError, match="must look like key.path=value"):
+        TrainConfig.from_yaml("attention", ["lr"])
+    with pytest.raises(FileNotFoundError, match="presets in"):
+        TrainConfig.from_yaml("no_such_preset")
+
+
+def test_registry_builds_every_named_mixer():
+    for name in names():
+        mixer = build(name, d_model=16, layer_idx=0)
+        assert mixer.__class__.__module__.startswith("zoology.mixers.")

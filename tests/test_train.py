@@ -1,0 +1,66 @@
+import json
+
+import torch
+from conftest import tiny_config
+
+from zoology.config import TrainConfig
+from zoology.data import IGNORE_INDEX
+from zoology.model import LanguageModel
+from zoology.train import query_loss, train
+
+
+def test_tiny_attention_learns_easy_mqar(tmp_path):
+    config = tiny_config({"max_epochs": 8, "early_stopping_threshold": 0.97})
+    result = train(config, tmp_path / "run")
+    assert result["best"]["acc"] >= 0.95, result
+    assert result["last"]["slices"] == {"mqar-L32-N4": result["last"]["acc"]}
+    assert result["state_size"] == 32 * 2 + 2 * 32 * 32
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == result["epochs"]
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["run_id"] == config.run_id
+    assert TrainConfig.model_validate_json((tmp_path / "run" / "config.json").read_text()) == config
+
+
+def test_early_stopping_at_threshold(tmp_path):
+    result = train(tiny_config({"max_epochs": 20, "early_stopping_threshold": 0.5}), tmp_path / "run")
+    assert result["stopped_early"] and result["epochs"] < 20
+    assert result["last"]["acc"] > 0.5
+
+
+def test_loss_ignores_unlabelled_positions():
+    logits = torch.randn(4, 3, 10, requires_grad=True)
+    targets = torch.tensor([[1, 2, IGNORE_INDEX]] * 4)
+    loss = query_loss(logits, targets)
+    loss.backward()
+    assert torch.all(logits.grad[:, 2] == 0)
+    assert torch.all(logits.grad[:, :2].abs().sum(-1) > 0)
+    changed = logits.detach().clone()
+    changed[:, 2] = 100.0
+    assert torch.allclose(query_loss(changed, targets), loss)
+
+
+def test_model_logits_only_at_query_positions_match_full_logits():
+    config = tiny_config()
+    model = LanguageModel(config.model).eval()
+    ids = torch.randint(0, 64, (3, 32))
+    positions = torch.tensor([[5, 9, 31]] * 3)
+    full = model(ids)
+    picked = model(ids, positions)
+    assert torch.allclose(picked, full.gather(1, positions[..., None].expand(-1, -1, 64)), atol=1e-6)
+
+
+def test_no_weight_decay_on_norms_and_biases():
+    model = LanguageModel(tiny_config().model)
+    decay, no_decay = model.param_groups(0.1)
+    assert all(p.dim() >= 2 for p in decay["params"])
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(("norm" in names[id(p)] or names[id(p)].endswith("bias") or p.dim() < 2) for p in no_decay["params"])
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+
+
+def test_bf16_fast_path_matches_fp32_training():
+    fp32 = train(tiny_config({"max_epochs": 4, "precision": "fp32"}))
+    bf16 = train(tiny_config({"max_epochs": 4, "precision": "bf16"}))
+    assert bf16["precision"] == "bf16" and fp32["precision"] == "fp32"
+    assert bf16["run_id"] == fp32["run_id"]
+    assert abs(bf16["best"]["acc"] - fp32["best"]["acc"]) <= 0.02, (fp32["best"], bf16["best"])
