@@ -7,7 +7,7 @@ import os
 import pytest
 from sweep_helpers import check_complete, finish, kill_group, launch, run_dir, tiny_config, trainings, write_sweep
 
-from zoology.parallel import RayOptions, placement
+from zoology.parallel import RayOptions, placement, reusable_workers
 from zoology.runlock import RunLock
 
 
@@ -92,6 +92,13 @@ def test_placement_packs_runs_per_gpu_and_cpus_per_run():
     assert (p.num_gpus, p.device, p.slots) == (0.0, "cpu", 2)
     with pytest.raises(SystemExit, match="needs 8 CPUs"):
         placement(RayOptions(cpus_per_run=8), {"CPU": 2.0})
+
+
+def test_workers_are_reused_only_where_a_task_cannot_land_on_another_gpu():
+    assert reusable_workers([{"Resources": {"CPU": 2.0}, "Alive": True}])
+    assert reusable_workers([{"Resources": {"CPU": 16.0, "GPU": 1.0}, "Alive": True}] * 3)
+    assert not reusable_workers([{"Resources": {"CPU": 16.0, "GPU": 2.0}, "Alive": True}])
+    assert reusable_workers([{"Resources": {"GPU": 8.0}, "Alive": False}, {"Resources": {"GPU": 1.0}, "Alive": True}])
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,11 @@
 
 Each run is one task with max_retries=0. On a cluster with GPUs a task asks for 1/K of a GPU
 (--runs-per-gpu K) and --cpus-per-run CPUs; Ray sets CUDA_VISIBLE_DEVICES for it and the run trains
-on "cuda". Without GPUs (or with --device cpu) a task asks for --cpus-per-run CPUs and uses as many
-torch threads. The driver submits only as many tasks as can run at once, locking each run just
-before its task is submitted, so a second launcher on the same sweep takes the runs this one has
-not reached yet.
+on "cuda" (on nodes with several GPUs each run gets a fresh worker process, as a CUDA context
+cannot follow a task to another GPU; elsewhere workers are reused). Without GPUs (or with
+--device cpu) a task asks for --cpus-per-run CPUs and uses as many torch threads. The driver
+submits only as many tasks as can run at once, locking each run just before its task is
+submitted, so a second launcher on the same sweep takes the runs this one has not reached yet.
 
 Results travel back to the driver, not through a file system: a task sends ("start"), one message
 per epoch, and returns the result; the driver writes the run directory (config.json when it
@@ -134,7 +135,17 @@ def train_task(config_json: dict, events, threads: int) -> dict:
     torch.set_num_threads(threads)
     config = TrainConfig.model_validate(config_json)
     events.put(("start", config.run_id, socket.gethostname()))
-    return train(config, None, on_epoch=lambda record: events.put(("epoch", config.run_id, record)))
+    try:
+        return train(config, None, on_epoch=lambda record: events.put(("epoch", config.run_id, record)))
+    finally:
+        if torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
+
+
+def reusable_workers(nodes: list[dict]) -> bool:
+    """A worker process may train run after run unless its node has several GPUs: a CUDA context
+    stays on the GPU it was created on, while Ray may give the next task on that worker another."""
+    return all(node.get("Resources", {}).get("GPU", 0) <= 1 for node in nodes if node.get("Alive", True))
 
 
 def failure(error: BaseException) -> tuple[str, str]:
@@ -164,7 +175,8 @@ def run_parallel(
     resources = start_ray(options) if started_here else ray.cluster_resources()
     where = placement(options, resources)
     progress.bar.write(where.describe(resources))
-    remote_train = ray.remote(train_task)
+    reuse = where.num_gpus == 0 or reusable_workers(ray.nodes())
+    remote_train = ray.remote(max_calls=0 if reuse else 1)(train_task)
     events = Queue(actor_options={"num_cpus": 0})
     threads = max(1, int(options.cpus_per_run))
     next_run = claim_in_turn(todo, rerun_before, progress)
