@@ -20,7 +20,9 @@ import argparse
 import logging
 import math
 import os
+import signal
 import socket
+import threading
 from dataclasses import dataclass
 
 from zoology.config import TrainConfig
@@ -225,12 +227,16 @@ def run_parallel(
                 finally:
                     lock.release()
                     by_run_id.pop(p.config.run_id, None)
-    except KeyboardInterrupt:
-        for ref in in_flight:
-            ray.cancel(ref, force=True)
-        raise
     finally:
-        for _, lock in in_flight.values():
-            lock.release()
-        if started_here:
-            ray.shutdown()
+        # Stop what is still running and shut Ray down without a second Ctrl-C cutting it short.
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+        try:
+            for ref, (_, lock) in in_flight.items():
+                ray.cancel(ref, force=True)
+                lock.release()
+            if started_here:
+                ray.shutdown()
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, previous)
