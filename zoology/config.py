@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, field_validator, model_validator
 
 from zoology import mixers
+from zoology.data.ar import ARConfig
 from zoology.data.mqar import MQARConfig
+from zoology.data.mqar_overwrite import OverwriteMQARConfig
 from zoology.utils import content_hash
 
 
@@ -25,9 +27,17 @@ def _task_of(value: Any) -> str:
 
 
 SegmentConfig = Annotated[
-    Union[Annotated[MQARConfig, Tag("mqar")]],
+    Union[
+        Annotated[MQARConfig, Tag("mqar")],
+        Annotated[ARConfig, Tag("ar")],
+        Annotated[OverwriteMQARConfig, Tag("mqar_overwrite")],
+    ],
     Discriminator(_task_of),
 ]
+"""Any segment generator's config, chosen by its `task` field; the one place segment types are listed."""
+
+segment_adapter: TypeAdapter = TypeAdapter(SegmentConfig)
+"""`segment_adapter.validate_python({"task": "ar", ...})` parses one segment config."""
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -168,7 +178,11 @@ class TrainConfig(_Strict):
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
         """Load a YAML preset (a path, or a name in configs/) with `key.sub=value` overrides."""
-        data = yaml.safe_load(resolve_preset(path).read_text())
+        return cls.from_yaml_dict(yaml.safe_load(resolve_preset(path).read_text()), overrides)
+
+    @classmethod
+    def from_yaml_dict(cls, data: dict, overrides: list[str] | None = None) -> TrainConfig:
+        """Validate a config mapping after applying `key.sub=value` overrides (values parsed as YAML)."""
         for item in overrides or []:
             key, sep, raw = item.partition("=")
             if not sep:

@@ -403,6 +403,12 @@ def main(argv: list[str] | None = None) -> int:
     elsewhere = [p for p in planned if p.config.run_id in progress.elsewhere and not p.run.is_finished()]
     if elsewhere:
         print(f"\n{len(elsewhere)} run(s) are being trained by another launcher; launch again later to see them")
+    try:
+        from zoology.plot import write_frontier
+
+        print(f"frontier plot: {write_frontier(sweep_dir)}")
+    except Exception as e:
+        print(f"warning: no frontier plot: {type(e).__name__}: {e}", file=sys.stderr)
     if failed:
         print(f"\n{len(failed)} run(s) failed:", file=sys.stderr)
         for run_id, message in failed.items():
