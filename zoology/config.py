@@ -95,9 +95,22 @@ class DataConfig(_Strict):
         return max(s.input_seq_len for s in [*self.train, *self.test])
 
 
+class LoggerConfig(_Strict):
+    """Weights & Biases logging of a run (needs the `wandb` extra). Launch metadata: it never changes
+    a run's id. The launcher logs from the driver: config, one history row per epoch, and a summary
+    (parameters, state size, final and best accuracy, or the failure reason)."""
+
+    project: str = Field(min_length=1)
+    entity: str | None = None
+    group: str | None = Field(None, description="default: the sweep name")
+    tags: list[str] = []
+    mode: Literal["online", "offline", "disabled"] | None = Field(None, description="default: WANDB_MODE or online")
+    dir: str | None = Field(None, description="where W&B writes its files; default: WANDB_DIR or the sweep directory")
+
+
 class TrainConfig(_Strict):
-    """One training run. `name`, `device`, `precision` and `cuda_graphs` are launch metadata: they
-    choose how the run is computed, not what, and do not change the run id."""
+    """One training run. `name`, `device`, `precision`, `cuda_graphs` and `logger` are launch metadata:
+    they choose how the run is computed or recorded, not what, and do not change the run id."""
 
     model: ModelConfig
     data: DataConfig
@@ -117,8 +130,9 @@ class TrainConfig(_Strict):
         "auto", description="auto: bf16 autocast on CUDA (fp32 sums and states), fp32 elsewhere"
     )
     cuda_graphs: bool = Field(True, description="on CUDA, capture each training step shape as a CUDA graph")
+    logger: LoggerConfig | None = Field(None, description="Weights & Biases logging; off when None")
 
-    LAUNCH_FIELDS: ClassVar[tuple[str, ...]] = ("name", "device", "precision", "cuda_graphs")
+    LAUNCH_FIELDS: ClassVar[tuple[str, ...]] = ("name", "device", "precision", "cuda_graphs", "logger")
 
     @field_validator("device")
     @classmethod
