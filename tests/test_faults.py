@@ -111,7 +111,8 @@ def _kill_mid_sweep(tmp_path, procs, mode: list[str], sig: int) -> None:
     for tag in tags:
         expected = trained_before[tag] if tag in done_before else trained_before[tag] + 1
         assert trained[tag] == expected, (tag, trained, trained_before)
-    assert sorted(p.name for p in sweep_dir.iterdir()) == sorted(r.path.name for r in runs)
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == sorted(r.path.name for r in runs)
+    assert not list(sweep_dir.glob("*/.*.tmp"))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
