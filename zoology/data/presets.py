@@ -63,6 +63,35 @@ def based_figure2_test(num_examples: int = 1000, max_seq_len: int | None = None,
     return mqar_grid(grid, num_examples=num_examples, **fields)
 
 
+ZOOLOGY_FIGURE2: tuple[tuple[int, int], ...] = ((64, 4), (128, 8), (256, 16), (512, 64))
+"""(input_seq_len, num_kv_pairs) of the Zoology Figure 2 panels, one length per run."""
+
+REBASED_FIGURE1_LENGTHS: tuple[int, ...] = (128, 256, 512, 1024, 2048)
+"""input_seq_len of the ReBased Figure 1 panels, one length per run (pairs: `rebased_figure1_kv_pairs`)."""
+
+
+def rebased_figure1_kv_pairs(input_seq_len: int) -> int:
+    """N = 16 at L = 128, otherwise L / 4 (the ReBased Figure 1 rule)."""
+    return 16 if input_seq_len == 128 else input_seq_len // 4
+
+
+def single_length(
+    input_seq_len: int,
+    num_kv_pairs: int,
+    num_train: int = 100_000,
+    num_test: int = 3_000,
+    filler: str = "zero",
+    **fields: Any,
+) -> tuple[list[MQARConfig], list[MQARConfig]]:
+    """(train, test) of the Zoology Figure 2 and ReBased Figure 1 setups: one (L, N) per run,
+    100,000 training and 3,000 test examples, zero filler unless overridden."""
+    grid = ((input_seq_len, num_kv_pairs),)
+    return (
+        mqar_grid(grid, num_examples=num_train, filler=filler, **fields),
+        mqar_grid(grid, num_examples=num_test, filler=filler, **fields),
+    )
+
+
 def tasks_demo() -> list[Any]:
     """One small example of each task, as printed in the README."""
     small = {"vocab_size": 64, "num_examples": 1000}
