@@ -1,9 +1,9 @@
 import pytest
+from conftest import tiny_config
 from pydantic import ValidationError
 
 from zoology.config import TrainConfig
 from zoology.mixers import build, names
-from conftest import tiny_config
 
 
 def test_unknown_field_is_rejected():

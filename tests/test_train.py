@@ -1,12 +1,12 @@
 import json
 
 import torch
+from conftest import tiny_config
 
 from zoology.config import TrainConfig
 from zoology.data import IGNORE_INDEX
 from zoology.model import LanguageModel
 from zoology.train import query_loss, train
-from conftest import tiny_config
 
 
 def test_tiny_attention_learns_easy_mqar(tmp_path):
@@ -56,3 +56,11 @@ def test_no_weight_decay_on_norms_and_biases():
     names = {id(p): n for n, p in model.named_parameters()}
     assert all(("norm" in names[id(p)] or names[id(p)].endswith("bias") or p.dim() < 2) for p in no_decay["params"])
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+
+
+def test_bf16_fast_path_matches_fp32_training():
+    fp32 = train(tiny_config({"max_epochs": 4, "precision": "fp32"}))
+    bf16 = train(tiny_config({"max_epochs": 4, "precision": "bf16"}))
+    assert bf16["precision"] == "bf16" and fp32["precision"] == "fp32"
+    assert bf16["run_id"] == fp32["run_id"]
+    assert abs(bf16["best"]["acc"] - fp32["best"]["acc"]) <= 0.02, (fp32["best"], bf16["best"])

@@ -7,13 +7,15 @@ the config is built, so a typo fails at launch, not hours into a sweep.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, field_validator, model_validator
 
 from zoology import mixers
+from zoology.data.ar import ARConfig
 from zoology.data.mqar import MQARConfig
+from zoology.data.mqar_overwrite import OverwriteMQARConfig
 from zoology.utils import content_hash
 
 
@@ -25,9 +27,17 @@ def _task_of(value: Any) -> str:
 
 
 SegmentConfig = Annotated[
-    Union[Annotated[MQARConfig, Tag("mqar")]],
+    Union[
+        Annotated[MQARConfig, Tag("mqar")],
+        Annotated[ARConfig, Tag("ar")],
+        Annotated[OverwriteMQARConfig, Tag("mqar_overwrite")],
+    ],
     Discriminator(_task_of),
 ]
+"""Any segment generator's config, chosen by its `task` field; the one place segment types are listed."""
+
+segment_adapter: TypeAdapter = TypeAdapter(SegmentConfig)
+"""`segment_adapter.validate_python({"task": "ar", ...})` parses one segment config."""
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -85,8 +95,22 @@ class DataConfig(_Strict):
         return max(s.input_seq_len for s in [*self.train, *self.test])
 
 
+class LoggerConfig(_Strict):
+    """Weights & Biases logging of a run (needs the `wandb` extra). Launch metadata: it never changes
+    a run's id. The launcher logs from the driver: config, one history row per epoch, and a summary
+    (parameters, state size, final and best accuracy, or the failure reason)."""
+
+    project: str = Field(min_length=1)
+    entity: str | None = None
+    group: str | None = Field(None, description="default: the sweep name")
+    tags: list[str] = []
+    mode: Literal["online", "offline", "disabled"] | None = Field(None, description="default: WANDB_MODE or online")
+    dir: str | None = Field(None, description="where W&B writes its files; default: WANDB_DIR or the sweep directory")
+
+
 class TrainConfig(_Strict):
-    """One training run. `name` and `device` are launch metadata: they do not change the run id."""
+    """One training run. `name`, `device`, `precision`, `cuda_graphs` and `logger` are launch metadata:
+    they choose how the run is computed or recorded, not what, and do not change the run id."""
 
     model: ModelConfig
     data: DataConfig
@@ -102,8 +126,13 @@ class TrainConfig(_Strict):
     grad_clip: float | None = Field(None, gt=0)
     seed: int = Field(0, ge=0)
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', …")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA (fp32 sums and states), fp32 elsewhere"
+    )
+    cuda_graphs: bool = Field(True, description="on CUDA, capture each training step shape as a CUDA graph")
+    logger: LoggerConfig | None = Field(None, description="Weights & Biases logging; off when None")
 
-    LAUNCH_FIELDS: ClassVar[tuple[str, ...]] = ("name", "device")
+    LAUNCH_FIELDS: ClassVar[tuple[str, ...]] = ("name", "device", "precision", "cuda_graphs", "logger")
 
     @field_validator("device")
     @classmethod
@@ -126,6 +155,11 @@ class TrainConfig(_Strict):
             object.__setattr__(self, "name", f"{kinds}-d{self.model.d_model}-lr{self.lr:g}")
         return self
 
+    def resolved_precision(self, device) -> str:
+        if self.precision == "auto":
+            return "bf16" if device.type == "cuda" else "fp32"
+        return self.precision
+
     @property
     def run_id(self) -> str:
         """Stable hash of what the run computes: fields left at their defaults and launch
@@ -144,7 +178,11 @@ class TrainConfig(_Strict):
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
         """Load a YAML preset (a path, or a name in configs/) with `key.sub=value` overrides."""
-        data = yaml.safe_load(resolve_preset(path).read_text())
+        return cls.from_yaml_dict(yaml.safe_load(resolve_preset(path).read_text()), overrides)
+
+    @classmethod
+    def from_yaml_dict(cls, data: dict, overrides: list[str] | None = None) -> TrainConfig:
+        """Validate a config mapping after applying `key.sub=value` overrides (values parsed as YAML)."""
         for item in overrides or []:
             key, sep, raw = item.partition("=")
             if not sep:

@@ -5,6 +5,7 @@
     metrics.jsonl   one JSON line per epoch
     result.json     written last, atomically: its presence means the run finished
     error.txt       the traceback of a run that raised (removed when it is rerun)
+    throughput.json prefill/decode speed by device and dtype (`python -m zoology.bench throughput`)
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import pandas as pd
 from zoology.utils import atomic_write_json
 
 RESULT_FORMAT = 1
+THROUGHPUT_FORMAT = 1
+THROUGHPUT_REFERENCE = {"batch_size": 64, "context": 1024}
+"""The (batch size, prompt length) of the plain `prefill_tokens_per_s` / `decode_tokens_per_s` columns."""
 
 
 class RunDir:
@@ -30,6 +34,7 @@ class RunDir:
     metrics_path = property(lambda self: self.path / "metrics.jsonl")
     result_path = property(lambda self: self.path / "result.json")
     error_path = property(lambda self: self.path / "error.txt")
+    throughput_path = property(lambda self: self.path / "throughput.json")
 
     def is_finished(self) -> bool:
         return self.result_path.exists()
@@ -107,27 +112,89 @@ def result_row(result: dict, config: dict) -> dict[str, Any]:
     return row
 
 
-def load(sweep_dir: str | Path) -> pd.DataFrame:
-    """One row per finished run of a sweep directory (runs without result.json are left out)."""
-    rows = [result_row(r.result(), r.config()) for r in run_dirs(sweep_dir) if r.is_finished()]
+def throughput_columns(run: RunDir, device: str | None = None) -> dict[str, Any]:
+    """The latest throughput entry of a run (on a device whose name contains `device`, if given):
+    the device, the reference point's prefill/decode tokens/s, and every point as
+    `decode_tokens_per_s.B{batch}.P{context}` (likewise prefill)."""
+    if not run.throughput_path.exists():
+        return {}
+    data = json.loads(run.throughput_path.read_text())
+    if data.get("format") != THROUGHPUT_FORMAT:
+        raise ValueError(f"{run.throughput_path}: format {data.get('format')!r}, expected {THROUGHPUT_FORMAT}")
+    entries = [
+        e
+        for name, by_dtype in data["results"].items()
+        if device is None or device.lower() in name.lower()
+        for e in by_dtype.values()
+    ]
+    if not entries:
+        return {}
+    entry = max(entries, key=lambda e: e["measured_at"])
+    row: dict[str, Any] = {"throughput_device": entry["device"], "throughput_dtype": entry["dtype"]}
+    ref = (THROUGHPUT_REFERENCE["batch_size"], THROUGHPUT_REFERENCE["context"])
+    for p in entry["points"]:
+        for kind in ("prefill", "decode"):
+            value = p.get(f"{kind}_tokens_per_s")
+            row[f"{kind}_tokens_per_s.B{p['batch_size']}.P{p['context']}"] = value
+            if (p["batch_size"], p["context"]) == ref:
+                row[f"{kind}_tokens_per_s"] = value
+    return row
+
+
+def load(sweep_dir: str | Path, throughput_device: str | None = None) -> pd.DataFrame:
+    """One row per finished run of a sweep directory (runs without result.json are left out), with
+    throughput columns where the run has a throughput.json (see `throughput_columns`)."""
+    rows = [
+        result_row(r.result(), r.config()) | throughput_columns(r, throughput_device)
+        for r in run_dirs(sweep_dir)
+        if r.is_finished()
+    ]
     return pd.DataFrame(rows)
 
 
+SLICE_INT_COLUMNS = ("input_seq_len", "num_kv_pairs", "num_passes", "num_overwrites", "num_examples")
+
+
 def load_slices(sweep_dir: str | Path) -> pd.DataFrame:
-    """Long format: one row per (finished run, test slice) with the slice's fields and accuracy."""
+    """Long format: one row per (finished run, test slice), ready for a plot of where recall breaks.
+
+    Columns: run_id, name, model, d_model, lr, params, state_size; the slice's name and fields
+    (task, input_seq_len, num_kv_pairs, num_passes, … as integers; tasks without a field get <NA>)
+    and its filler; num_examples; acc_last, acc_best; train_max_seq_len and train_max_kv_pairs
+    (the largest L and N among the run's training segments) and beyond_train_len /
+    beyond_train_kv, true where the slice is longer / has more pairs than any training segment.
+    """
     rows = []
     for r in run_dirs(sweep_dir):
         if not r.is_finished():
             continue
-        result = r.result()
-        for s in result["slices"]:
+        result, config = r.result(), r.config()
+        train = config["data"]["train"]
+        test = config["data"]["test"]
+        max_len = max(seg["input_seq_len"] for seg in train)
+        max_kv = max(seg["num_kv_pairs"] for seg in train)
+        for i, s in enumerate(result["slices"]):
             rows.append(
                 {
                     "run_id": result["run_id"],
                     "name": result["name"],
-                    **{k: v for k, v in s.items()},
+                    "model": "+".join(m["name"].rpartition(".")[2] for m in config["model"]["mixers"]),
+                    "d_model": config["model"]["d_model"],
+                    "lr": config["lr"],
+                    "params": result.get("params"),
+                    "state_size": result.get("state_size"),
+                    **s,
+                    "filler": s.get("filler", test[i].get("filler", "random") if i < len(test) else None),
                     "acc_last": result["last"]["slices"][s["slice"]],
                     "acc_best": result["best"]["slices"][s["slice"]],
+                    "train_max_seq_len": max_len,
+                    "train_max_kv_pairs": max_kv,
+                    "beyond_train_len": s["input_seq_len"] > max_len,
+                    "beyond_train_kv": s["num_kv_pairs"] > max_kv,
                 }
             )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    for column in SLICE_INT_COLUMNS:
+        if column in table:
+            table[column] = table[column].astype("Int64")
+    return table

@@ -51,6 +51,71 @@ def query_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
 
 
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast when precision is 'bf16' (mixers keep their sums and states in fp32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+class TrainStep:
+    """One optimisation step: loss at query positions, backward, optional clipping, AdamW.
+
+    With CUDA graphs, the whole step (forward, backward, optimiser) is captured once per batch
+    shape, after one eager step of that shape, and replayed; the graphs share one memory pool,
+    gradients live in persistent buffers and the learning rate is a device tensor. The summed
+    training loss stays on the device (`loss_sum`) and is read once per epoch.
+    """
+
+    def __init__(self, model, optimizer, precision: str, grad_clip: float | None, cuda_graphs: bool):
+        self.model, self.optimizer, self.precision, self.grad_clip = model, optimizer, precision, grad_clip
+        self.device = next(model.parameters()).device
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.cuda_graphs = cuda_graphs
+        self.graphs: dict[tuple, tuple] = {}
+        self.warmed: set[tuple] = set()
+        self.pool = torch.cuda.graph_pool_handle() if cuda_graphs else None
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+
+    def _step(self, inputs, positions, targets) -> None:
+        with autocast(self.device, self.precision):
+            loss = query_loss(self.model(inputs, positions), targets)
+        loss.backward()
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=not self.cuda_graphs)
+        self.loss_sum += loss.detach()
+
+    def __call__(self, inputs, positions, targets) -> None:
+        if not self.cuda_graphs:
+            return self._step(inputs, positions, targets)
+        key = (tuple(inputs.shape), tuple(positions.shape))
+        if key in self.graphs:
+            graph, static = self.graphs[key]
+            for buffer, value in zip(static, (inputs, positions, targets)):
+                buffer.copy_(value)
+            graph.replay()
+        elif key in self.warmed:
+            static = tuple(t.clone() for t in (inputs, positions, targets))
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool):
+                self._step(*static)
+            self.graphs[key] = (graph, static)
+            graph.replay()
+        else:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self._step(inputs, positions, targets)
+            torch.cuda.current_stream().wait_stream(side)
+            self.warmed.add(key)
+
+
 @torch.no_grad()
 def evaluate(model: LanguageModel, segments: list[DeviceSegment], batch_size: int) -> dict:
     """Per-segment and overall accuracy (mean over examples of the fraction of its queries
@@ -97,14 +162,16 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, on_epoch: Epoc
     batches = Batches(train_segments, config.data.batch_size, config.data.shuffle, config.seed)
 
     model = LanguageModel(config.model, max_seq_len=config.data.max_seq_len).to(device)
+    precision = config.resolved_precision(device)
+    use_graphs = device.type == "cuda" and config.cuda_graphs
     optimizer = torch.optim.AdamW(
         model.param_groups(config.weight_decay),
-        lr=config.lr,
+        lr=torch.tensor(config.lr, device=device) if use_graphs else config.lr,
         betas=config.betas,
-        **({"fused": True} if device.type == "cuda" else {}),
+        **({"fused": True, "capturable": use_graphs} if device.type == "cuda" else {}),
     )
-    total_steps = config.max_epochs * len(batches)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule(total_steps, config.warmup_steps))
+    lr_factor = cosine_schedule(config.max_epochs * len(batches), config.warmup_steps)
+    step = TrainStep(model, optimizer, precision, config.grad_clip, use_graphs)
     longest_test = max(s.inputs.shape[1] for s in test_segments)
     state_size = model.state_size(longest_test)
     tokens_per_epoch = sum(s.inputs.numel() for s in train_segments)
@@ -112,31 +179,29 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, on_epoch: Epoc
     history: list[dict] = []
     best: dict | None = None
     train_time = 0.0
+    global_step = 0
     for epoch in range(config.max_epochs):
         model.train()
         epoch_start = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
+        step.loss_sum.zero_()
         for _, inputs, positions, targets in batches.epoch(epoch):
-            loss = query_loss(model(inputs, positions), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.detach()
+            step.set_lr(config.lr * lr_factor(global_step))
+            step(inputs, positions, targets)
+            global_step += 1
+        loss_sum = step.loss_sum
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         epoch_time = time.perf_counter() - epoch_start
         train_time += epoch_time
-        valid = evaluate(model, test_segments, config.data.test_batch_size)
+        with autocast(device, precision):
+            valid = evaluate(model, test_segments, config.data.test_batch_size)
         record = {
             "epoch": epoch,
             "train_loss": float(loss_sum) / len(batches),
             "valid_loss": valid["loss"],
             "valid_acc": valid["acc"],
             "slices": valid["slices"],
-            "lr": scheduler.get_last_lr()[0],
+            "lr": config.lr * lr_factor(global_step - 1),
             "epoch_time": epoch_time,
             "tokens_per_s": tokens_per_epoch / epoch_time,
         }
@@ -166,6 +231,8 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, on_epoch: Epoc
         "wall_time": time.perf_counter() - started,
         "train_tokens_per_s": tokens_per_epoch * len(history) / train_time,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
+        "precision": precision,
+        "cuda_graphs": use_graphs,
         "version": zoology.__version__,
         "torch": torch.__version__,
     }

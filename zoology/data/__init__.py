@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,16 @@ import torch
 from zoology.data.segment import IGNORE_INDEX, Segment, slice_name
 from zoology.utils import atomic_write_bytes, content_hash, derive_seed
 
-__all__ = ["IGNORE_INDEX", "Segment", "slice_name", "segment_seed", "load_segment", "DeviceSegment", "Batches"]
+__all__ = [
+    "IGNORE_INDEX",
+    "Segment",
+    "slice_name",
+    "segment_seed",
+    "cache_path",
+    "load_segment",
+    "DeviceSegment",
+    "Batches",
+]
 
 
 def segment_seed(data_seed: int, split: str, index: int) -> int:
@@ -22,25 +32,40 @@ def segment_seed(data_seed: int, split: str, index: int) -> int:
     return derive_seed("segment", data_seed, split, index)
 
 
+CACHE_FORMAT = 1
+
+
+def cache_path(config: Any, seed: int, cache_dir: str | Path) -> Path:
+    """Where `load_segment` keeps this segment: named by its slice, keyed by a hash of the full
+    config, the seed, the generator's version and the file format."""
+    key = content_hash([config.model_dump(mode="json"), seed, type(config).generator_version, CACHE_FORMAT], length=20)
+    return Path(cache_dir) / f"{slice_name(config.slice_fields())}-{key}.pt"
+
+
 def load_segment(config: Any, seed: int, cache_dir: str | Path | None = None) -> Segment:
     """Build a segment, or read it from `cache_dir` (keyed by config, seed and generator version).
 
-    The cache file is written to a temporary name and renamed, so concurrent writers of the same
-    segment each leave a complete file and readers never see a partial one.
+    The file is written to a temporary name in the same directory and renamed into place, so
+    concurrent writers of the same segment each leave a complete file (the last rename wins; all
+    are identical) and readers never see a partial one. A file that does not load, or does not
+    have the config's shape, is rebuilt. Tokens are stored as int16 (int32 for vocabularies above
+    32,767) and returned as int64; the slice comes from the config, not the file.
     """
     if cache_dir is None:
         return config.build(seed)
-    key = content_hash([config.model_dump(mode="json"), seed, config.generator_version], length=20)
-    path = Path(cache_dir) / f"{slice_name(config.slice_fields())}-{key}.pt"
+    path = cache_path(config, seed, cache_dir)
+    shape = (config.num_examples, config.input_seq_len)
     if path.exists():
         try:
             blob = torch.load(path, weights_only=True)
-            return Segment(blob["inputs"], blob["labels"], blob["slice"])
-        except Exception:
-            path.unlink(missing_ok=True)
+            if blob["inputs"].shape == blob["labels"].shape == shape:
+                return Segment(blob["inputs"].long(), blob["labels"].long(), config.slice_fields())
+        except Exception as error:
+            warnings.warn(f"cache file {path} does not load ({error}); rebuilding it", stacklevel=2)
     segment = config.build(seed)
+    dtype = torch.int16 if config.vocab_size <= torch.iinfo(torch.int16).max else torch.int32
     buffer = io.BytesIO()
-    torch.save({"inputs": segment.inputs, "labels": segment.labels, "slice": segment.slice}, buffer)
+    torch.save({"inputs": segment.inputs.to(dtype), "labels": segment.labels.to(dtype)}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
     return segment
 

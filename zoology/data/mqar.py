@@ -1,7 +1,12 @@
 """Multi-query associative recall (MQAR), exactly as defined in the task spec.
 
-Context k1 v1 … kN vN (repeated `num_passes` times), then each key once more at an even offset of
-the query region, slot i drawn with probability ∝ a·i^(a−1); the label at a query is its value.
+    k1 v1 k2 v2 … kN vN  (× num_passes)  |  query region: each kj once, at position C + 2·gj
+    positions 0 … C−1,  C = 2·N·P        |  C … L−1, label vj at kj's query position
+
+Keys are N distinct tokens of [1, V/2), values N distinct tokens of [V/2, V). Query slot gj of the
+j-th key is the j-th draw without replacement from slots 0 … (L−C)/2 − 1, slot s having weight
+∝ a·(s+1)^(a−1). With num_passes P > 1 the context is repeated verbatim ("just read twice").
+Every other position holds filler.
 """
 
 from __future__ import annotations
@@ -11,26 +16,15 @@ from typing import ClassVar, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from zoology.data.sampling import (
-    distinct_randint,
-    random_tokens_excluding,
-    weighted_sample_without_replacement,
-)
+from zoology.data.sampling import FILLER_HELP, Filler, distinct_randint, filler_tokens, power_law_slots
 from zoology.data.segment import IGNORE_INDEX, Segment
-
-Filler = Literal["random", "random_no_kv", "zero"]
-FILLER_HELP = (
-    "random: uniform over the whole vocabulary (the reference behaviour; may collide with the "
-    "example's keys); random_no_kv: uniform over tokens that are not this example's keys or "
-    "values; zero: token 0"
-)
 
 
 class MQARConfig(BaseModel):
     """One MQAR segment: `num_examples` sequences of `input_seq_len` tokens."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    generator_version: ClassVar[int] = 1
+    generator_version: ClassVar[int] = 2
 
     task: Literal["mqar"] = "mqar"
     vocab_size: int = Field(8192, ge=4)
@@ -56,41 +50,31 @@ class MQARConfig(BaseModel):
             )
         return self
 
+    @property
+    def context_len(self) -> int:
+        """Tokens of key–value context before the query region."""
+        return 2 * self.num_kv_pairs * self.num_passes
+
     def slice_fields(self) -> dict:
-        return {
+        fields = {
             "task": self.task,
             "input_seq_len": self.input_seq_len,
             "num_kv_pairs": self.num_kv_pairs,
             "num_passes": self.num_passes,
         }
+        return fields if self.filler == "random" else {**fields, "filler": self.filler}
 
     def build(self, seed: int) -> Segment:
         gen = torch.Generator().manual_seed(seed)
-        n, L, N, P, V = (
-            self.num_examples,
-            self.input_seq_len,
-            self.num_kv_pairs,
-            self.num_passes,
-            self.vocab_size,
-        )
+        n, L, N, P, V = self.num_examples, self.input_seq_len, self.num_kv_pairs, self.num_passes, self.vocab_size
         half = V // 2
         keys = distinct_randint(n, N, 1, half, gen)
         values = distinct_randint(n, N, half, V, gen)
         context = torch.stack([keys, values], dim=2).reshape(n, 2 * N).repeat(1, P)
-        C = context.shape[1]
+        C = self.context_len
+        query_pos = C + 2 * power_law_slots(n, N, (L - C) // 2, self.power_a, gen)
 
-        space = (L - C) // 2
-        slot = torch.arange(1, space + 1, dtype=torch.float64)
-        log_p = torch.log(torch.tensor(self.power_a, dtype=torch.float64)) + (self.power_a - 1) * slot.log()
-        slots = weighted_sample_without_replacement(n, N, log_p, gen)
-        query_pos = C + 2 * slots
-
-        if self.filler == "random":
-            inputs = torch.randint(0, V, (n, L), generator=gen)
-        elif self.filler == "random_no_kv":
-            inputs = random_tokens_excluding((n, L), V, torch.cat([keys, values], 1), gen)
-        else:
-            inputs = torch.zeros(n, L, dtype=torch.long)
+        inputs = filler_tokens(self.filler, (n, L), V, torch.cat([keys, values], 1), gen)
         inputs[:, :C] = context
         inputs.scatter_(1, query_pos, keys)
         labels = torch.full((n, L), IGNORE_INDEX, dtype=torch.long)

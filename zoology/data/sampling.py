@@ -6,7 +6,19 @@ segment's data depend only on its config and seed.
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
 import torch
+
+Filler = Literal["random", "random_no_kv", "zero"]
+FILLER_HELP = (
+    "random: uniform over the whole vocabulary (the reference behaviour; may collide with the "
+    "example's keys); random_no_kv: uniform over tokens that are not this example's keys or "
+    "values; zero: token 0"
+)
+
+_CHUNK_ELEMENTS = 1 << 22
 
 
 def shuffle_rows(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -16,30 +28,41 @@ def shuffle_rows(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def distinct_randint(n: int, k: int, low: int, high: int, gen: torch.Generator) -> torch.Tensor:
-    """(n, k) LongTensor; each row holds k distinct integers from [low, high) in random order.
+    """(n, k) LongTensor; row i is a uniformly random ordered k-tuple of distinct integers of [low, high).
 
-    Small problems take a prefix of a random permutation. Large ones draw with replacement and
-    redraw only the repeated entries until every row is distinct: the rule that picks which copy
-    to keep looks at positions, never at values, so every k-subset is equally likely.
+    Sparse case (k well below the range): draw m > k integers per row with replacement (m covers
+    the expected repeats with a margin) and keep the first k distinct ones in draw order, which is
+    exactly sequential sampling without replacement; the rare rows with fewer than k distinct
+    draws are drawn again. Dense case: the first k entries of a random permutation of the range,
+    in row chunks of bounded memory.
     """
     span = high - low
     if not 0 < k <= span:
         raise ValueError(f"cannot draw {k} distinct integers from [{low}, {high})")
-    if n * span <= 1 << 22 or 2 * k > span:
-        return torch.rand(n, span, generator=gen).argsort(dim=1)[:, :k] + low
-    x = torch.randint(low, high, (n, k), generator=gen)
-    rows = torch.arange(n)
-    while rows.numel():
-        sub = x[rows]
-        ordered, order = sub.sort(dim=1, stable=True)
-        repeated = torch.zeros_like(ordered, dtype=torch.bool)
-        repeated[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
-        redraw = torch.zeros_like(repeated).scatter_(1, order, repeated)
-        count = int(redraw.sum())
-        sub[redraw] = torch.randint(low, high, (count,), generator=gen)
-        x[rows] = sub
-        rows = rows[redraw.any(dim=1)]
-    return shuffle_rows(x, gen)
+    repeats = k * k / (2 * span)
+    m = k + math.ceil(repeats + 3 * math.sqrt(repeats) + 2)
+    if m >= 0.75 * span:
+        rows = max(1, _CHUNK_ELEMENTS // span)
+        return torch.cat(
+            [
+                torch.rand(min(rows, n - start), span, generator=gen).argsort(dim=1)[:, :k] + low
+                for start in range(0, n, rows)
+            ]
+        )
+    out = torch.empty(n, k, dtype=torch.long)
+    todo = torch.arange(n)
+    while todo.numel():
+        x = torch.randint(low, high, (todo.numel(), m), generator=gen)
+        ordered, order = x.sort(dim=1, stable=True)
+        repeat = torch.zeros_like(x, dtype=torch.bool)
+        repeat[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+        repeat = torch.zeros_like(repeat).scatter_(1, order, repeat)
+        keep = ~repeat
+        enough = keep.sum(dim=1) >= k
+        keep &= keep.cumsum(dim=1) <= k
+        out[todo[enough]] = x[enough][keep[enough]].view(-1, k)
+        todo = todo[~enough]
+    return out
 
 
 def weighted_sample_without_replacement(
@@ -54,16 +77,47 @@ def weighted_sample_without_replacement(
     return (gumbel + log_weights.float()).topk(k, dim=1).indices
 
 
+def power_law_slots(n: int, k: int, space: int, power_a: float, gen: torch.Generator) -> torch.Tensor:
+    """(n, k) distinct query slots in [0, space), in draw order; slot s has weight ∝ a·(s+1)^(a−1)."""
+    i = torch.arange(1, space + 1, dtype=torch.float64)
+    log_weights = math.log(power_a) + (power_a - 1) * i.log()
+    return weighted_sample_without_replacement(n, k, log_weights, gen)
+
+
 def random_tokens_excluding(
     shape: tuple[int, int], vocab_size: int, excluded: torch.Tensor, gen: torch.Generator
 ) -> torch.Tensor:
-    """Uniform tokens from [0, vocab_size) that avoid each row's `excluded` (n, m) tokens."""
-    banned = excluded.sort(dim=1).values
+    """Uniform tokens from [0, vocab_size) that avoid each row's `excluded` (n, m) tokens.
+
+    Rejection sampling: draw everything, then redraw only the entries that hit their row's
+    excluded set, looked up in a per-row table built for a chunk of rows at a time.
+    """
+    n, length = shape
+    if excluded.shape[1] >= vocab_size:
+        raise ValueError(f"excluding {excluded.shape[1]} tokens leaves none of vocab_size={vocab_size}")
     x = torch.randint(0, vocab_size, shape, generator=gen)
-    while True:
-        where = torch.searchsorted(banned, x).clamp_max(banned.shape[1] - 1)
-        hit = banned.gather(1, where) == x
-        count = int(hit.sum())
-        if count == 0:
-            return x
-        x[hit] = torch.randint(0, vocab_size, (count,), generator=gen)
+    rows = max(1, _CHUNK_ELEMENTS // vocab_size)
+    table = torch.zeros(min(rows, n), vocab_size, dtype=torch.bool)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        banned, block, chunk = excluded[start:stop], table[: stop - start], x[start:stop]
+        block.scatter_(1, banned, True)
+        row, col = block.gather(1, chunk).nonzero(as_tuple=True)
+        while row.numel():
+            redraw = torch.randint(0, vocab_size, (row.numel(),), generator=gen)
+            chunk[row, col] = redraw
+            again = block[row, redraw]
+            row, col = row[again], col[again]
+        block.scatter_(1, banned, False)
+    return x
+
+
+def filler_tokens(
+    filler: Filler, shape: tuple[int, int], vocab_size: int, own_tokens: torch.Tensor, gen: torch.Generator
+) -> torch.Tensor:
+    """(n, L) background tokens; `own_tokens` (n, m) are each example's keys and values."""
+    if filler == "random":
+        return torch.randint(0, vocab_size, shape, generator=gen)
+    if filler == "random_no_kv":
+        return random_tokens_excluding(shape, vocab_size, own_tokens, gen)
+    return torch.zeros(shape, dtype=torch.long)

@@ -54,13 +54,21 @@ class Segment:
         return positions, targets
 
 
+_SHORT = {"input_seq_len": "L", "num_kv_pairs": "N", "num_passes": "P", "num_overwrites": "W"}
+_DEFAULTS = {"num_passes": 1, "filler": "random"}
+
+
 def slice_name(fields: dict[str, Any]) -> str:
-    """'mqar-L64-N4' (with '-P2' when the context is repeated)."""
+    """'mqar-L64-N4'; '-P2' when the context is repeated, '-W8' with 8 overwrites, '-random_no_kv'
+    or '-zero' for a non-default filler; any other field as '-name=value'."""
     parts = [str(fields.get("task", "segment"))]
-    if "input_seq_len" in fields:
-        parts.append(f"L{fields['input_seq_len']}")
-    if "num_kv_pairs" in fields:
-        parts.append(f"N{fields['num_kv_pairs']}")
-    if fields.get("num_passes", 1) != 1:
-        parts.append(f"P{fields['num_passes']}")
+    for key, value in fields.items():
+        if key == "task" or _DEFAULTS.get(key, object()) == value:
+            continue
+        if key in _SHORT:
+            parts.append(f"{_SHORT[key]}{value}")
+        elif key == "filler":
+            parts.append(str(value))
+        else:
+            parts.append(f"{key}={value}")
     return "-".join(parts)

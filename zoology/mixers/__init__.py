@@ -38,8 +38,11 @@ from torch import nn
 REGISTRY: dict[str, str] = {
     "attention": "zoology.mixers.attention.Attention",
     "base_conv": "zoology.mixers.base_conv.BaseConv",
+    "based": "zoology.mixers.based.Based",
+    "leap": "zoology.mixers.leap.Leap",
     "linear_attention": "zoology.mixers.linear_attention.LinearAttention",
     "mamba": "zoology.mixers.mamba.Mamba",
+    "rebased": "zoology.mixers.rebased.ReBased",
     "sliding_window": "zoology.mixers.sliding_window.SlidingWindowAttention",
 }
 

@@ -1,0 +1,115 @@
+"""The launcher's plan (--filter, --dry-run with time estimates), Ray placement, and -p end to end."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sweep_helpers import check_complete, finish, kill_group, launch, run_dir, tiny_config, trainings, write_sweep
+
+from zoology.parallel import RayOptions, placement, reusable_workers
+from zoology.runlock import RunLock
+
+
+def test_ray_sweep_trains_in_worker_processes_and_prints_each_accuracy(tmp_path):
+    pytest.importorskip("ray")
+    record = tmp_path / "record.txt"
+    configs = [tiny_config(t, record, epochs=2) for t in "abc"]
+    sweep = write_sweep(tmp_path / "par.py", configs)
+    proc = launch(sweep, tmp_path / "runs", "-p", "--num-cpus", "2", "--cpus-per-run", "1")
+    try:
+        rc, out = finish(proc)
+    finally:
+        kill_group(proc)
+    assert rc == 0, out
+    assert "2 runs at a time on cpu (1 CPU each)" in out
+    for config in configs:
+        result = check_complete(run_dir(tmp_path / "runs" / "par", config), epochs=2)
+        assert f"done    {config['name']:<40} acc {result['last']['acc']:.4f}" in out
+    worker_pids = {line.split()[1] for line in record.read_text().splitlines()}
+    assert str(proc.pid) not in worker_pids
+    assert trainings(record) == {"a": 1, "b": 1, "c": 1}
+    table = [line.split() for line in out.splitlines() if line.strip().startswith("probe-")]
+    assert sorted(row[0] for row in table if row[-1] == "done") == ["probe-a", "probe-b", "probe-c"]
+
+
+def test_filter_runs_only_matching_names_and_dry_run_estimates_the_rest(tmp_path):
+    record = tmp_path / "record.txt"
+    configs = [tiny_config(t, record, epochs=1) for t in ("small-1", "small-2", "large-1")]
+    sweep = write_sweep(tmp_path / "plan.py", configs)
+    runs = tmp_path / "runs"
+    sweep_dir = runs / "plan"
+
+    rc, out = finish(launch(sweep, runs, "--filter", "1$"))
+    assert rc == 0, out
+    assert "sweep" in out and "2 runs, 0 finished, 2 to run" in out
+    assert trainings(record) == {"small-1": 1, "large-1": 1}
+    assert not run_dir(sweep_dir, configs[1]).path.exists()
+
+    rc, out = finish(launch(sweep, runs, "--filter", "nothing-matches"))
+    assert rc == 0 and "0 runs" in out, out
+
+    held = RunLock(run_dir(sweep_dir, configs[1]).path)
+    assert held.acquire()
+    try:
+        rc, out = finish(launch(sweep, runs, "--dry-run"))
+    finally:
+        held.release()
+    assert rc == 0, out
+    assert "3 runs, 2 finished, 1 to run" in out
+    lines = {line.split()[2]: line for line in out.splitlines() if line.startswith("  ")}
+    assert lines["probe-small-1"].split()[0] == "done" and "acc" in lines["probe-small-1"]
+    assert lines["probe-small-2"].split()[0] == "running" and f"pid {os.getpid()}" in lines["probe-small-2"]
+    assert "estimated time:" in out and "from 2 finished run(s)" in out
+    assert trainings(record) == {"small-1": 1, "large-1": 1}
+
+    rc, out = finish(launch(sweep, runs, "--dry-run", "--filter", "small-2"))
+    mean = sum(run_dir(sweep_dir, c).result()["wall_time"] for c in (configs[0], configs[2])) / 2
+    assert rc == 0 and f"~{mean:.0f}s" in out, out
+
+
+def test_parallel_without_ray_says_how_to_install_it(tmp_path):
+    fake = tmp_path / "no_ray" / "ray"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError(\"No module named 'ray'\")\n")
+    sweep = write_sweep(tmp_path / "s.py", [tiny_config("a", tmp_path / "r.txt")])
+    path = os.pathsep.join([str(tmp_path / "no_ray"), os.environ.get("PYTHONPATH", "")])
+    rc, out = finish(launch(sweep, tmp_path / "runs", "-p", env={"PYTHONPATH": path}))
+    assert rc != 0
+    assert "pip install 'zoology[parallel]'" in out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_placement_packs_runs_per_gpu_and_cpus_per_run():
+    gpu_host = {"CPU": 16.0, "GPU": 2.0}
+    p = placement(RayOptions(runs_per_gpu=4), gpu_host)
+    assert (p.num_gpus, p.num_cpus, p.device, p.slots) == (0.25, 1.0, "cuda", 8)
+    p = placement(RayOptions(runs_per_gpu=3, cpus_per_run=4), gpu_host)
+    assert (p.num_gpus, p.slots) == (0.3333, 4)  # CPUs bound it: 16 / 4
+    p = placement(RayOptions(runs_per_gpu=2, device="cpu"), gpu_host)
+    assert (p.num_gpus, p.device, p.slots) == (0.0, "cpu", 16)
+    p = placement(RayOptions(cpus_per_run=2), {"CPU": 5.0})
+    assert (p.num_gpus, p.device, p.slots) == (0.0, "cpu", 2)
+    with pytest.raises(SystemExit, match="needs 8 CPUs"):
+        placement(RayOptions(cpus_per_run=8), {"CPU": 2.0})
+
+
+def test_workers_are_reused_only_where_a_task_cannot_land_on_another_gpu():
+    assert reusable_workers([{"Resources": {"CPU": 2.0}, "Alive": True}])
+    assert reusable_workers([{"Resources": {"CPU": 16.0, "GPU": 1.0}, "Alive": True}] * 3)
+    assert not reusable_workers([{"Resources": {"CPU": 16.0, "GPU": 2.0}, "Alive": True}])
+    assert reusable_workers([{"Resources": {"GPU": 8.0}, "Alive": False}, {"Resources": {"GPU": 1.0}, "Alive": True}])
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"runs_per_gpu": 0}, "--runs-per-gpu"),
+        ({"cpus_per_run": 0}, "--cpus-per-run"),
+        ({"device": "cuda:1"}, "--gpus"),
+        ({"address": "auto", "gpus": [0]}, "local Ray instance"),
+    ],
+)
+def test_bad_ray_options_are_refused_with_the_flag_named(options, message):
+    with pytest.raises(SystemExit, match=message):
+        RayOptions(**options)

@@ -1,0 +1,144 @@
+import json
+
+import broken_recurrence
+import pytest
+
+from zoology import results
+from zoology.bench import throughput
+from zoology.config import ModelConfig, TrainConfig
+from zoology.model import LanguageModel
+from zoology.train import train
+
+TINY = dict(batch_sizes=(2,), contexts=(8,), decode_steps=2, repeats=1, warmup=0, device="cpu")
+
+
+def dotted(cls) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def tiny_train_config(mixers: list, **updates) -> TrainConfig:
+    segment = {"vocab_size": 32, "input_seq_len": 16, "num_kv_pairs": 2}
+    return TrainConfig.model_validate(
+        {
+            "model": {"vocab_size": 32, "d_model": 16, "mixers": mixers},
+            "data": {
+                "train": [{**segment, "num_examples": 64}],
+                "test": [{**segment, "num_examples": 16}],
+                "batch_size": 32,
+            },
+            "max_epochs": 1,
+            "device": "cpu",
+            **updates,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        (broken_recurrence.ForgetfulStep, "disagrees with the parallel form"),
+        (broken_recurrence.MisreportedState, "state_size"),
+    ],
+)
+def test_refuses_a_mixer_whose_recurrent_form_is_wrong(broken, message):
+    config = ModelConfig(vocab_size=32, d_model=16, mixers=["base_conv", dotted(broken)])
+    with pytest.raises(throughput.RecurrenceMismatch, match=message) as info:
+        throughput.measure(config, throughput.Settings(**TINY))
+    assert "layer 1" in str(info.value) and broken.__name__ in str(info.value)
+
+
+def test_accepts_a_correct_custom_mixer():
+    config = ModelConfig(vocab_size=32, d_model=16, mixers=["base_conv", dotted(broken_recurrence.PrefixMean)])
+    entry = throughput.measure(config, throughput.Settings(**TINY), log=lambda _: None)
+    assert entry["points"][0]["decode_tokens_per_s"] > 0
+
+
+def test_command_refuses_and_exits_nonzero(tmp_path, capsys):
+    path = tmp_path / "broken.yaml"
+    path.write_text(json.dumps(tiny_train_config(["base_conv", dotted(broken_recurrence.ForgetfulStep)]).model_dump()))
+    code = throughput.main(
+        [
+            str(path),
+            "-B",
+            "2",
+            "-P",
+            "8",
+            "--decode-steps",
+            "1",
+            "--repeats",
+            "1",
+            "--device",
+            "cpu",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ]
+    )
+    assert code == 1
+    assert "REFUSED" in capsys.readouterr().err
+    assert not list((tmp_path / "runs").rglob("throughput.json"))
+
+
+def test_attention_state_and_step_work_grow_with_context_base_conv_do_not():
+    settings = throughput.Settings(**{**TINY, "contexts": (8, 32)})
+    grown = {}
+    for mixer in ("attention", "base_conv"):
+        config = ModelConfig(vocab_size=32, d_model=16, n_layers=2, mixers=[mixer])
+        points = throughput.measure(config, settings, log=lambda _: None)["points"]
+        assert [p["context"] for p in points] == [8, 32]
+        model = LanguageModel(config)
+        assert [p["state_elements_per_seq"] for p in points] == [model.state_size(8), model.state_size(32)]
+        grown[mixer] = [(p["state_elements_per_seq"], p["mixer_step_reads_per_token"]) for p in points]
+    (state8, read8), (state32, read32) = grown["attention"]
+    assert state32 == 4 * state8 == 4 * (2 * 2 * 16 * 8)
+    assert read32 - read8 >= 2 * 2 * 16 * (32 - 8)
+    (state8, read8), (state32, read32) = grown["base_conv"]
+    assert state32 == state8 and read32 == read8
+
+
+def test_sweep_results_written_per_device_and_joined_by_load(tmp_path):
+    sweep = tmp_path / "sweep"
+    configs = [tiny_train_config(["base_conv"], lr=lr) for lr in (1e-3, 3e-3)]
+    for c in configs:
+        train(c, sweep / c.run_id)
+    args = [
+        "--sweep",
+        str(sweep),
+        "-B",
+        "2,64",
+        "-P",
+        "8,1024",
+        "--decode-steps",
+        "2",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--device",
+        "cpu",
+    ]
+    assert throughput.main(args) == 0
+
+    for c in configs:
+        data = json.loads((sweep / c.run_id / "throughput.json").read_text())
+        ((device, by_dtype),) = data["results"].items()
+        assert device.startswith("CPU") and set(by_dtype) == {"float32"}
+        assert len(by_dtype["float32"]["points"]) == 4
+
+    assert throughput.main([*args[:4], "-P", "16"] + args[6:]) == 0
+    points = json.loads((sweep / configs[0].run_id / "throughput.json").read_text())["results"][device]["float32"]
+    assert sorted((p["batch_size"], p["context"]) for p in points["points"]) == [
+        (2, 8),
+        (2, 16),
+        (2, 1024),
+        (64, 8),
+        (64, 16),
+        (64, 1024),
+    ]
+
+    frame = results.load(sweep)
+    assert len(frame) == 2 and (frame["throughput_device"] == device).all()
+    ref = results.THROUGHPUT_REFERENCE
+    assert (frame["decode_tokens_per_s"] == frame[f"decode_tokens_per_s.B{ref['batch_size']}.P{ref['context']}"]).all()
+    assert (frame["decode_tokens_per_s.B2.P16"] > 0).all() and (frame["prefill_tokens_per_s"] > 0).all()
+    assert "decode_tokens_per_s" in results.load(sweep, throughput_device="cpu")
+    assert results.load(sweep, throughput_device="no such device").filter(regex="^(prefill|decode)_|^throughput_").empty

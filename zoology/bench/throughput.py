@@ -1,0 +1,532 @@
+"""python -m zoology.bench throughput: prefill and decode speed of a model's parallel and recurrent forms.
+
+Prefill: the parallel form (each mixer's `prefill`) over a B×P prompt, returning the recurrent state and
+the last position's logits; prefill tokens/s = B·P / time. Decode: `--decode-steps` greedy recurrent
+steps after that prompt (embedding, every layer's `step`, final norm, LM head, argmax);
+decode tokens/s = B·steps / time. Each (B, P) point: warm-up runs, then the median of `--repeats` timed
+runs, synchronising the device around each. On CUDA the decode steps are also captured as CUDA graphs
+(one graph per step, so a state that grows, like attention's KV cache, needs no fixed shape) and
+checked against eager decoding; the faster of the two is reported. Peak memory is CUDA's
+max_memory_allocated (weights included); a CPU has no such counter, so there only the state bytes,
+which are reported everywhere, stand for the memory.
+
+Weights are random (the model's own init): trained weights are not saved, and speed does not depend on
+the values. Before timing, every layer's recurrent form is checked against its parallel form in float64
+on the benchmark device (150 tokens: a prefill of 67 then steps, and steps from init_state); a mixer
+that disagrees, or whose state_size is not its state's element count, is refused.
+
+  python -m zoology.bench throughput attention --set model.d_model=128      # a preset or YAML path
+  python -m zoology.bench throughput attention --mixers all -B 1,16 -P 256   # a pure model per mixer
+  python -m zoology.bench throughput --sweep runs/mqar                       # every run of a sweep
+
+Results go to <run dir>/throughput.json, keyed by device name and dtype, and results.load joins them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import zoology
+from zoology import mixers
+from zoology.config import ModelConfig, TrainConfig
+from zoology.model import LanguageModel
+from zoology.results import THROUGHPUT_FORMAT, RunDir, run_dirs
+from zoology.utils import atomic_write_json, pick_device
+
+BATCH_SIZES = (1, 16, 64, 256)
+CONTEXTS = (256, 1024, 4096)
+CHECK_TOLERANCE = 1e-6
+
+
+class RecurrenceMismatch(ValueError):
+    """A mixer's recurrent form does not compute its parallel form, or misreports its state size."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    batch_sizes: tuple[int, ...] = BATCH_SIZES
+    contexts: tuple[int, ...] = CONTEXTS
+    decode_steps: int = 32
+    repeats: int = 5
+    warmup: int = 2
+    device: str = "auto"
+    dtype: str = "float32"
+    cuda_graphs: bool = True
+    seed: int = 0
+
+
+# Checks.
+
+
+def check_recurrence(model: LanguageModel, device: torch.device, seq_len: int = 150, split: int = 67) -> None:
+    """Refuse (RecurrenceMismatch) a layer whose step/prefill disagree with forward in float64, or whose
+    state_size(t) is not the element count of its state per sequence. The defaults cross the usual
+    chunk (64) and window (64, 128) boundaries, so a wrong chunk carry or ring buffer is caught."""
+    gen = torch.Generator().manual_seed(0)
+    for i, block in enumerate(model.blocks):
+        mixer = copy.deepcopy(block.mixer).to(device=device, dtype=torch.float64).eval()
+        x = torch.randn(2, seq_len, model.config.d_model, generator=gen, dtype=torch.float64).to(device)
+        where = f"layer {i} ({type(block.mixer).__module__}.{type(block.mixer).__qualname__})"
+        with torch.no_grad():
+            _check_mixer(mixer, x, split, where)
+
+
+def _check_mixer(mixer: torch.nn.Module, x: torch.Tensor, split: int, where: str) -> None:
+    batch, seq_len = x.shape[:2]
+    y = mixer(x)
+    scale = y.abs().max().clamp_min(1e-12)
+
+    def compare(got: torch.Tensor, t: int, how: str) -> None:
+        err = float((got - y[:, t]).abs().max() / scale)
+        if not err <= CHECK_TOLERANCE:
+            raise RecurrenceMismatch(
+                f"{where}: {how} disagrees with the parallel form at t={t} (max relative error "
+                f"{err:.2e} > {CHECK_TOLERANCE:g}, float64); refusing to benchmark a decode that "
+                "does not compute the model"
+            )
+
+    def check_state(state: Any, t: int, how: str) -> None:
+        held = mixers.state_numel(state) / batch
+        if held != mixer.state_size(t):
+            raise RecurrenceMismatch(
+                f"{where}: state_size({t}) = {mixer.state_size(t)} but the state after {how} holds "
+                f"{held:g} elements per sequence"
+            )
+
+    y_pre, state = mixer.prefill(x[:, :split])
+    for t in range(split):
+        compare(y_pre[:, t], t, "prefill")
+    check_state(state, split, f"a prefill of {split} tokens")
+    for t in range(split, seq_len):
+        y_t, state = mixer.step(x[:, t], state)
+        compare(y_t, t, f"step after a prefill of {split}")
+    check_state(state, seq_len, f"{seq_len} tokens")
+    state = mixer.init_state(batch, device=x.device, dtype=x.dtype)
+    for t in range(seq_len):
+        y_t, state = mixer.step(x[:, t], state)
+        compare(y_t, t, "step from init_state")
+
+
+class _ReadCounter(TorchDispatchMode):
+    """Counts the tensor elements that non-view operators take as inputs (a device-independent
+    measure of the memory a decode step reads)."""
+
+    def __init__(self):
+        super().__init__()
+        self.elements = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view:
+            for leaf in _tensors([args, kwargs or {}]):
+                self.elements += leaf.numel()
+        return func(*args, **(kwargs or {}))
+
+
+def _mixer_step_reads(model: LanguageModel, state: dict, batch_size: int, autocast) -> int:
+    """Elements all layers' mixer.step read (operator inputs) for one token per sequence after `state`."""
+    total = 0
+    for block, layer_state in zip(model.blocks, state["layers"]):
+        x_t = torch.randn(batch_size, model.config.d_model, device=model.embed.weight.device)
+        with _ReadCounter() as counter, autocast():
+            block.mixer.step(x_t, _clone(layer_state))
+        total += counter.elements
+    return total
+
+
+# Timing.
+
+
+def _tensors(tree: Any) -> list[torch.Tensor]:
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, dict):
+        tree = list(tree.values())
+    if isinstance(tree, (list, tuple)):
+        return [t for item in tree for t in _tensors(item)]
+    return []
+
+
+def _clone(tree: Any) -> Any:
+    if isinstance(tree, torch.Tensor):
+        return tree.clone()
+    if isinstance(tree, dict):
+        return {k: _clone(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_clone(v) for v in tree)
+    return tree
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_time(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int, setup=None) -> float:
+    times = []
+    for i in range(warmup + repeats):
+        args = setup() if setup else ()
+        _sync(device)
+        start = time.perf_counter()
+        fn(*args)
+        _sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _peak_bytes(fn: Callable[[], Any], device: torch.device) -> tuple[Any, int | None]:
+    if device.type != "cuda":
+        return fn(), None
+    _sync(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    out = fn()
+    _sync(device)
+    return out, torch.cuda.max_memory_allocated(device)
+
+
+class _GraphedDecode:
+    """The decode loop as one CUDA graph per step, sharing one memory pool and replayed in order;
+    the prompt's state and first token live outside the pool and are restored before each replay."""
+
+    def __init__(self, model, token0, state0, steps, autocast):
+        self.token0, self.state0 = token0, state0
+        self.token, self.state = token0.clone(), _clone(state0)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), autocast():
+            model.step(token0, _clone(state0))
+        torch.cuda.current_stream().wait_stream(side)
+        pool = torch.cuda.graph_pool_handle()
+        self.graphs = []
+        token, state = self.token, self.state
+        for _ in range(steps):
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool, stream=side), autocast():
+                logits, state = model.step(token, state)
+                token = logits.argmax(-1)
+            self.graphs.append(graph)
+        self.logits = logits
+
+    def restore(self) -> tuple:
+        self.token.copy_(self.token0)
+        for static, original in zip(_tensors(self.state), _tensors(self.state0)):
+            static.copy_(original)
+        return ()
+
+    def run(self) -> torch.Tensor:
+        for graph in self.graphs:
+            graph.replay()
+        return self.logits
+
+
+def measure_point(
+    model: LanguageModel, batch_size: int, context: int, settings: Settings, device: torch.device
+) -> dict[str, Any]:
+    """Prefill and decode timings, state and memory at one (batch size, prompt length)."""
+    steps = settings.decode_steps
+    gen = torch.Generator(device=device).manual_seed(settings.seed)
+    ids = torch.randint(model.config.vocab_size, (batch_size, context), device=device, generator=gen)
+
+    def autocast():
+        enabled = settings.dtype == "bfloat16"
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled, cache_enabled=False)
+
+    def run_prefill():
+        with autocast():
+            return model.prefill(ids)
+
+    def decode(token, state):
+        with autocast():
+            for _ in range(steps):
+                logits, state = model.step(token, state)
+                token = logits.argmax(-1)
+        return logits, state
+
+    point: dict[str, Any] = {"batch_size": batch_size, "context": context, "decode_steps": steps}
+    prefill_s = _median_time(run_prefill, device, settings.warmup, settings.repeats)
+    (logits, state), point["prefill_peak_bytes"] = _peak_bytes(run_prefill, device)
+    prompt = {"token": logits.argmax(-1), "state": state}
+    del logits, state
+    point["prefill_tokens_per_s"] = batch_size * context / prefill_s
+    point["prefill_s"] = prefill_s
+
+    def fresh():
+        return prompt["token"], _clone(prompt["state"])
+
+    point["mixer_step_reads_per_token"] = _mixer_step_reads(model, prompt["state"], batch_size, autocast)
+    point["mixer_step_reads_per_token"] //= batch_size
+    point["state_elements_per_seq"] = mixers.state_numel(prompt["state"]) // batch_size
+    point["state_bytes"] = sum(t.numel() * t.element_size() for t in _tensors(prompt["state"]))
+
+    eager_s = _median_time(decode, device, settings.warmup, settings.repeats, setup=fresh)
+    point["decode_eager_tokens_per_s"] = batch_size * steps / eager_s
+    best_s, mode = eager_s, "eager"
+    if device.type == "cuda" and settings.cuda_graphs:
+        try:
+            eager_logits, _ = decode(*fresh())
+            graphed = _GraphedDecode(model, prompt["token"], prompt["state"], steps, autocast)
+            graphed.restore()
+            graph_logits = graphed.run()
+            if not torch.allclose(graph_logits.float(), eager_logits.float(), rtol=1e-3, atol=1e-3):
+                raise RuntimeError("graph replay differs from eager decoding")
+            graph_s = _median_time(graphed.run, device, settings.warmup, settings.repeats, setup=graphed.restore)
+            point["decode_graph_tokens_per_s"] = batch_size * steps / graph_s
+            if graph_s < best_s:
+                best_s, mode = graph_s, "cuda_graph"
+        except Exception as e:
+            point["cuda_graph_error"] = f"{type(e).__name__}: {e}"[:300]
+        graphed = eager_logits = graph_logits = None
+        torch.cuda.empty_cache()
+    _, point["decode_peak_bytes"] = _peak_bytes(lambda: decode(prompt["token"], prompt.pop("state")), device)
+    point["decode_tokens_per_s"] = batch_size * steps / best_s
+    point["decode_s"] = best_s
+    point["decode_mode"] = mode
+    return point
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        cpu = platform.processor() or platform.machine()
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    cpu = line.partition(":")[2].strip()
+                    break
+        except OSError:
+            pass
+        threads = torch.get_num_threads()
+        return f"CPU {cpu}, {threads} thread{'s' if threads > 1 else ''}"
+    return str(device)
+
+
+def build_model(model_config: ModelConfig, settings: Settings, device: torch.device) -> LanguageModel:
+    """Random weights from the model's own init; learned positions (if any) cover prompt + decode."""
+    torch.manual_seed(settings.seed)
+    max_len = max(settings.contexts) + settings.decode_steps
+    return LanguageModel(model_config, max_seq_len=max_len).to(device).eval()
+
+
+def measure(model_config: ModelConfig, settings: Settings, log=print) -> dict[str, Any]:
+    """One throughput.json entry: metadata and a point per (batch size, context)."""
+    device = pick_device(settings.device)
+    model = build_model(model_config, settings, device)
+    check_recurrence(model, device)
+    entry: dict[str, Any] = {
+        "device": device_name(device),
+        "dtype": settings.dtype,
+        "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "params": model.num_parameters(),
+        "weights": "random",
+        "repeats": settings.repeats,
+        "warmup": settings.warmup,
+        "torch": torch.__version__,
+        "version": zoology.__version__,
+        "points": [],
+    }
+    for context in settings.contexts:
+        for batch_size in settings.batch_sizes:
+            try:
+                with torch.inference_mode():
+                    point = measure_point(model, batch_size, context, settings, device)
+            except torch.OutOfMemoryError as e:
+                point = {"batch_size": batch_size, "context": context, "error": f"out of memory: {e}"[:300]}
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            entry["points"].append(point)
+            log(_point_line(model_label(model_config), point))
+    return entry
+
+
+# Results.
+
+
+def write_entry(run_dir: str | Path, entry: dict[str, Any]) -> Path:
+    """Merge `entry` into <run_dir>/throughput.json under its device and dtype; points measured again
+    replace the old ones, others are kept."""
+    path = RunDir(run_dir).throughput_path
+    data = json.loads(path.read_text()) if path.exists() else {"format": THROUGHPUT_FORMAT, "results": {}}
+    slot = data["results"].setdefault(entry["device"], {})
+    old = slot.get(entry["dtype"], {}).get("points", [])
+    new_keys = {(p["batch_size"], p["context"]) for p in entry["points"]}
+    kept = [p for p in old if (p["batch_size"], p["context"]) not in new_keys]
+    points = sorted(kept + entry["points"], key=lambda p: (p["context"], p["batch_size"]))
+    slot[entry["dtype"]] = {**entry, "points": points}
+    atomic_write_json(path, data)
+    return path
+
+
+def model_label(model_config: ModelConfig) -> str:
+    kinds = "+".join(m.name.rpartition(".")[2] for m in model_config.mixers)
+    return f"{kinds} d{model_config.d_model} L{model_config.n_layers}"
+
+
+def _point_line(label: str, p: dict) -> str:
+    head = f"{label:<32} B={p['batch_size']:<4} P={p['context']:<5}"
+    if "error" in p:
+        return f"{head} {p['error']}"
+    return (
+        f"{head} prefill {p['prefill_tokens_per_s']:>12,.0f} tok/s   decode {p['decode_tokens_per_s']:>10,.0f} "
+        f"tok/s ({p['decode_mode']})   state {p['state_elements_per_seq']:,}/seq"
+    )
+
+
+def _fmt(value: float | None, scale: float = 1.0) -> str:
+    return "–" if value is None else f"{value / scale:,.0f}"
+
+
+def markdown_table(rows: list[tuple[str, dict]]) -> str:
+    """rows: (model label, entry). One line per (model, B, P)."""
+    lines = [
+        "| model | B | P | prefill tok/s | decode tok/s | decode | state elems/seq | mixer reads/token | peak MiB |",
+        "|---|--:|--:|--:|--:|---|--:|--:|--:|",
+    ]
+    for label, entry in rows:
+        for p in entry["points"]:
+            if "error" in p:
+                lines.append(f"| {label} | {p['batch_size']} | {p['context']} | {p['error'][:40]} ||||||")
+                continue
+            peaks = [p.get("prefill_peak_bytes"), p.get("decode_peak_bytes")]
+            peak = max(peaks) if None not in peaks else None
+            lines.append(
+                f"| {label} | {p['batch_size']} | {p['context']} | {_fmt(p['prefill_tokens_per_s'])} | "
+                f"{_fmt(p['decode_tokens_per_s'])} | {p['decode_mode'].replace('_', ' ')} | "
+                f"{p['state_elements_per_seq']:,} | {p['mixer_step_reads_per_token']:,} | {_fmt(peak, 2**20)} |"
+            )
+    return "\n".join(lines)
+
+
+# Command line.
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated positive integers, e.g. 1,16,64")
+    return values
+
+
+def _targets(args: argparse.Namespace) -> list[tuple[ModelConfig, list[Path]]]:
+    """(model config, run directories to write to) for every distinct model asked for."""
+    pairs: list[tuple[TrainConfig, Path | None]] = []
+    if args.sweep:
+        sweep = Path(args.sweep)
+        if sweep.suffix == ".py" and sweep.is_file():
+            from zoology.launch import load_sweep
+
+            pairs += [(c, Path(args.runs_dir) / sweep.stem / c.run_id) for c in load_sweep(sweep)]
+        else:
+            runs = run_dirs(sweep)
+            if not runs:
+                raise FileNotFoundError(f"{sweep}: no run directories with a config.json")
+            for r in runs:
+                try:
+                    pairs.append((TrainConfig.model_validate(r.config()), r.path))
+                except ValueError as e:
+                    print(f"skipping {r.path}: its config.json does not load here ({e})", file=sys.stderr)
+    for name in args.configs:
+        base = TrainConfig.from_yaml(name, args.overrides)
+        if args.mixers:
+            wanted = mixers.names() if args.mixers == "all" else [m.strip() for m in args.mixers.split(",")]
+            configs = [base.set({"model.mixers": [m]}) for m in wanted]
+        else:
+            configs = [base]
+        pairs += [(c, Path(args.runs_dir) / Path(name).stem / c.run_id) for c in configs]
+    unique: dict[str, tuple[ModelConfig, list[Path]]] = {}
+    for config, run_dir in pairs:
+        key = json.dumps(config.model.model_dump(mode="json"), sort_keys=True)
+        unique.setdefault(key, (config.model, []))[1].append(run_dir)
+    return list(unique.values())
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m zoology.bench throughput",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("configs", nargs="*", help="YAML TrainConfigs or preset names in configs/")
+    parser.add_argument(
+        "--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="as zoology.train"
+    )
+    parser.add_argument("--mixers", help="'all' or a comma list: one pure model per mixer from each config")
+    parser.add_argument("--sweep", help="a sweep's run directory (runs/<sweep>) or sweep file; one model per run")
+    parser.add_argument("-B", "--batch-sizes", type=_int_list, default=BATCH_SIZES, help="default 1,16,64,256")
+    parser.add_argument("-P", "--contexts", type=_int_list, default=CONTEXTS, help="default 256,1024,4096")
+    parser.add_argument("--decode-steps", type=int, default=32, help="greedy steps timed after the prompt")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per point (the median is reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs before them")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="bfloat16: autocast")
+    parser.add_argument("--no-cuda-graphs", action="store_true", help="time eager decoding only")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--runs-dir", default="runs", help="configs' results go to RUNS_DIR/<config>/<run id>")
+    parser.add_argument("--no-save", action="store_true", help="print only; write no throughput.json")
+    args = parser.parse_args(argv)
+    if not args.configs and not args.sweep:
+        parser.error("name a config (preset or YAML path) or --sweep")
+    for flag in ("decode_steps", "repeats"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be >= 0")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
+    settings = Settings(
+        batch_sizes=args.batch_sizes,
+        contexts=args.contexts,
+        decode_steps=args.decode_steps,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        device=args.device,
+        dtype=args.dtype,
+        cuda_graphs=not args.no_cuda_graphs,
+    )
+    rows, failed = [], []
+    for model_config, run_paths in _targets(args):
+        label = model_label(model_config)
+        try:
+            entry = measure(model_config, settings, log=lambda line: print(line, file=sys.stderr, flush=True))
+        except RecurrenceMismatch as e:
+            print(f"REFUSED {label}: {e}", file=sys.stderr)
+            failed.append(label)
+            continue
+        except Exception as e:
+            print(f"FAILED {label}: {type(e).__name__}: {e}", file=sys.stderr)
+            failed.append(label)
+            continue
+        rows.append((label, entry))
+        if not args.no_save:
+            for run_dir in run_paths:
+                write_entry(run_dir, entry)
+    if rows:
+        e = rows[0][1]
+        print(
+            f"\nDevice: {e['device']}; {e['dtype']}; decode: {settings.decode_steps} greedy steps after the "
+            f"prompt; median of {settings.repeats}; random weights; torch {e['torch']}\n"
+        )
+        print(markdown_table(rows))
+    if failed:
+        print(f"\nnot measured: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,102 @@
+"""python -m zoology.data show SOURCE [-n 3] [--seed S]: print examples as the model sees them.
+
+SOURCE is a segment config (a YAML/JSON file or inline, e.g. '{task: ar, input_seq_len: 16,
+num_kv_pairs: 4, num_examples: 10, vocab_size: 64}'), a list of them, a data preset (see
+zoology.data.presets.PRESETS), or a TrainConfig (a YAML file or a preset in configs/).
+
+For a TrainConfig the examples are exactly those of the run: each segment's seed is derived from
+data.seed (or --seed) as in training, and data.cache_dir is used. Otherwise --seed (default 0) is
+the segment's own seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from zoology.config import PRESETS_DIR, DataConfig, TrainConfig, resolve_preset, segment_adapter
+from zoology.data import load_segment, segment_seed
+from zoology.data.presets import PRESETS
+from zoology.data.show import LEGEND, render_segment
+
+
+def _parse(source: str) -> Any:
+    """The YAML/JSON data behind `source`, or a list of configs for a data preset."""
+    path = Path(source)
+    if path.is_file():
+        return yaml.safe_load(path.read_text())
+    if source.lstrip().startswith(("{", "[")):
+        return yaml.safe_load(source)
+    if source in PRESETS:
+        return PRESETS[source]()
+    try:
+        return yaml.safe_load(resolve_preset(source).read_text())
+    except FileNotFoundError:
+        configs = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+        raise SystemExit(
+            f"no file, data preset or config preset named {source!r}\n"
+            f"  data presets: {', '.join(PRESETS)}\n  config presets: {', '.join(configs)}"
+        ) from None
+
+
+def segments_of(source: str, seed: int | None, split: str) -> list[tuple[str, Any, int, str | None]]:
+    """(title, segment config, seed, cache dir) for every segment `source` names."""
+    data = _parse(source)
+    if isinstance(data, dict) and "model" in data:
+        data = TrainConfig.model_validate(data).data
+    elif isinstance(data, dict) and {"train", "test"} & data.keys():
+        data = DataConfig.model_validate(data)
+    if isinstance(data, DataConfig):
+        data_seed = data.seed if seed is None else seed
+        splits = ("train", "test") if split == "all" else (split,)
+        return [
+            (f"{s}[{i}]", config, segment_seed(data_seed, s, i), data.cache_dir)
+            for s in splits
+            for i, config in enumerate(getattr(data, s))
+        ]
+    items = data if isinstance(data, list) else [data]
+    configs = [segment_adapter.validate_python(item) for item in items]
+    return [
+        (f"[{i}]" if len(configs) > 1 else None, c, 0 if seed is None else seed, None) for i, c in enumerate(configs)
+    ]
+
+
+def show(args: argparse.Namespace) -> int:
+    chosen = segments_of(args.source, args.seed, args.split)
+    if args.segment is not None:
+        if not 0 <= args.segment < len(chosen):
+            raise SystemExit(f"--segment {args.segment}: {args.source} has segments 0 … {len(chosen) - 1}")
+        chosen = [chosen[args.segment]]
+    print(LEGEND)
+    for title, config, seed, cache_dir in chosen:
+        segment = load_segment(config, seed, cache_dir)
+        print()
+        print(render_segment(config, segment, seed, args.num, args.columns, args.max_tokens, title))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m zoology.data", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("show", help="print examples with keys, values, queries and labels marked")
+    p.add_argument("source", help="segment config file or inline YAML, data preset, or TrainConfig")
+    p.add_argument("-n", "--num", type=int, default=3, help="examples per segment (default 3)")
+    p.add_argument("--seed", type=int, help="segment seed (default 0); for a TrainConfig, the data seed")
+    p.add_argument("--split", choices=("train", "test", "all"), default="all", help="for a TrainConfig")
+    p.add_argument("--segment", type=int, help="only the segment with this index in the listing")
+    p.add_argument("--columns", type=int, help="tokens per printed row (default: fit 120 characters)")
+    p.add_argument("--max-tokens", type=int, help="print at most this many tokens of each example")
+    args = parser.parse_args(argv)
+    try:
+        return show(args)
+    except ValidationError as error:
+        raise SystemExit(f"{args.source}: not a valid config\n{error}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Based: causal normalised linear attention with the 2nd-order Taylor feature map."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+from torch import nn
+
+from zoology.mixers import state_numel
+
+VIEWS = ("chunked", "quadratic")
+
+
+def taylor_dim(feature_dim: int) -> int:
+    """D = 1 + f + f(f+1)/2, the size of the compact 2nd-order Taylor feature map."""
+    return 1 + feature_dim + feature_dim * (feature_dim + 1) // 2
+
+
+def taylor_kernel(s: torch.Tensor) -> torch.Tensor:
+    """exp(s) to second order: 1 + s + s²/2 (always >= 1/2)."""
+    return 1 + s + 0.5 * s * s
+
+
+class TaylorFeatureMap(nn.Module):
+    """φ(x) = [1, x/f^{1/4}, x_i²/(√2·√f), x_i·x_j/√f for i<j]: (…, f) -> (…, D).
+
+    φ(q)·φ(k) = 1 + s + s²/2 with s = q·k/√f.
+    """
+
+    def __init__(self, feature_dim: int):
+        super().__init__()
+        self.feature_dim = feature_dim
+        self.dim = taylor_dim(feature_dim)
+        diagonal = torch.arange(feature_dim)
+        rows, cols = torch.triu_indices(feature_dim, feature_dim, offset=1)
+        pairs = torch.arange(self.dim - 1 - feature_dim)
+        select = torch.zeros(2, feature_dim, len(pairs))
+        select[0, torch.cat([diagonal, rows]), pairs] = 1.0
+        select[1, torch.cat([diagonal, cols]), pairs] = 1.0
+        self.register_buffer("select", select, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.feature_dim
+        select = self.select.to(x.dtype)
+        products = (x @ select[0]) * (x @ select[1])
+        return torch.cat(
+            [
+                torch.ones_like(x[..., :1]),
+                x / f**0.25,
+                products[..., :f] / math.sqrt(2 * f),
+                products[..., f:] / math.sqrt(f),
+            ],
+            dim=-1,
+        )
+
+
+def _promote(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Cast to the accumulator dtype: float32, or float64 for float64 inputs."""
+    acc = torch.promote_types(tensors[0].dtype, torch.float32)
+    return tuple(t.to(acc) for t in tensors)
+
+
+def _full_precision(device: torch.device):
+    """Autocast off, so the sums below run in the dtype of their inputs."""
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+class Based(nn.Module):
+    """Per head: y_t = Σ_{j≤t} (φ(q_t)·φ(k_j)) v_j / (φ(q_t)·Σ_{j≤t} φ(k_j) + ε), then W_o.
+
+    q = W_q x, k = W_k x ∈ R^{H×f}, v = W_v x ∈ R^{H×d_h}, no biases; φ the compact Taylor map with
+    D = 1 + f + f(f+1)/2. Shapes: x (batch, seq, d_model) -> (batch, seq, d_model).
+    Training views: "quadratic" (masked l×l kernel 1 + s + s²/2) or "chunked" (per chunk of
+    `chunk_size`: the quadratic view inside the chunk plus the state of the chunks before it).
+    State: S = Σ v φ(k)ᵀ (H, d_h, D) and z = Σ φ(k) (H, D), (d_model + H)·D elements per sequence,
+    in float32 (float64 for float64 inputs), as are all sums, also under bf16 autocast.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        layer_idx: int = 0,
+        feature_dim: int = 16,
+        num_heads: int = 1,
+        eps: float = 1e-12,
+        view: str = "chunked",
+        chunk_size: int = 64,
+    ):
+        super().__init__()
+        if num_heads < 1 or d_model % num_heads:
+            raise ValueError(f"num_heads={num_heads} must be >= 1 and divide d_model={d_model}")
+        if feature_dim < 1:
+            raise ValueError(f"feature_dim={feature_dim} must be >= 1")
+        if not eps >= 0:
+            raise ValueError(f"eps={eps} must be >= 0")
+        if view not in VIEWS:
+            raise ValueError(f"view={view!r} must be one of {list(VIEWS)}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size={chunk_size} must be >= 1")
+        self.d_model, self.layer_idx = d_model, layer_idx
+        self.feature_dim, self.num_heads, self.head_dim = feature_dim, num_heads, d_model // num_heads
+        self.eps, self.view, self.chunk_size = eps, view, chunk_size
+        self.q_proj = nn.Linear(d_model, num_heads * feature_dim, bias=False)
+        self.k_proj = nn.Linear(d_model, num_heads * feature_dim, bias=False)
+        self.v_proj = nn.Linear(d_model, d_model, bias=False)
+        self.out_proj = nn.Linear(d_model, d_model, bias=False)
+        self.feature_map = TaylorFeatureMap(feature_dim)
+
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(batch, seq, d) -> q, k (batch, H, seq, f) and v (batch, H, seq, d_h)."""
+        b, l, _ = x.shape
+        q = self.q_proj(x).view(b, l, self.num_heads, self.feature_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, l, self.num_heads, self.feature_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, l, self.num_heads, self.head_dim).transpose(1, 2)
+        return q, k, v
+
+    def _merge(self, y: torch.Tensor) -> torch.Tensor:
+        b, _, l, _ = y.shape
+        return self.out_proj(y.transpose(1, 2).reshape(b, l, self.d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self._qkv(x)
+        with _full_precision(x.device):
+            y = self.attend(*_promote(q, k, v))
+        return self._merge(y.to(v.dtype))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The normalised linear attention in the training view, computed in the dtype of q, k, v."""
+        if self.view == "quadratic":
+            num, den = quadratic_terms(q, k, v)
+        else:
+            num, den = self._chunked_terms(q, k, v)
+        return num / (den[..., None] + self.eps)
+
+    def _chunked_terms(self, q, k, v) -> tuple[torch.Tensor, torch.Tensor]:
+        """Numerator (b, H, l, d_h) and denominator (b, H, l): quadratic inside each chunk of c
+        positions, plus φ(q)·S and φ(q)·z with S, z summed over the earlier chunks only."""
+        b, h, l, _ = q.shape
+        c = min(self.chunk_size, l)
+        n = -(-l // c)
+        if n == 1:
+            return quadratic_terms(q, k, v)
+        pad = n * c - l
+        q, k, v = (torch.nn.functional.pad(t, (0, 0, 0, pad)).view(b, h, n, c, t.shape[-1]) for t in (q, k, v))
+        num, den = quadratic_terms(q, k, v)
+        phi_q, phi_k = self.feature_map(q), self.feature_map(k)
+        kv = phi_k.transpose(-1, -2) @ v
+        k_sum = phi_k.sum(-2)
+        states = torch.cat([torch.zeros_like(kv[:, :, :1]), kv[:, :, :-1].cumsum(2)], dim=2)
+        normalisers = torch.cat([torch.zeros_like(k_sum[:, :, :1]), k_sum[:, :, :-1].cumsum(2)], dim=2)
+        num = num + phi_q @ states
+        den = den + (phi_q @ normalisers[..., None])[..., 0]
+        return num.reshape(b, h, n * c, -1)[:, :, :l], den.reshape(b, h, n * c)[:, :, :l]
+
+    def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        q, k, v = self._qkv(x)
+        with _full_precision(x.device):
+            q, k, v_acc = _promote(q, k, v)
+            y = self.attend(q, k, v_acc)
+            phi_k = self.feature_map(k)
+            state = {"S": v_acc.transpose(-1, -2) @ phi_k, "z": phi_k.sum(-2)}
+        return self._merge(y.to(v.dtype)), state
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
+        acc = torch.promote_types(dtype or torch.get_default_dtype(), torch.float32)
+        h, D = self.num_heads, self.feature_map.dim
+        return {
+            "S": torch.zeros(batch_size, h, self.head_dim, D, device=device, dtype=acc),
+            "z": torch.zeros(batch_size, h, D, device=device, dtype=acc),
+        }
+
+    def step(self, x_t: torch.Tensor, state: dict[str, torch.Tensor]):
+        q, k, v = (t[:, :, 0] for t in self._qkv(x_t[:, None]))
+        with _full_precision(x_t.device):
+            acc = state["S"].dtype
+            phi_q, phi_k = self.feature_map(q.to(acc)), self.feature_map(k.to(acc))
+            S = state["S"] + v.to(acc)[..., None] * phi_k[..., None, :]
+            z = state["z"] + phi_k
+            y = (S @ phi_q[..., None])[..., 0] / ((z * phi_q).sum(-1, keepdim=True) + self.eps)
+        return self._merge(y[:, :, None].to(v.dtype))[:, 0], {"S": S, "z": z}
+
+    def state_size(self, seq_len: int) -> int:
+        return state_numel(self.init_state(1, device="meta"))
+
+
+def quadratic_terms(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ_{j≤t} K(q_t, k_j) v_j and Σ_{j≤t} K(q_t, k_j) with K = 1 + s + s²/2, s = q·k/√f, over the
+    last-but-one axis: q, k (…, l, f), v (…, l, d_h) -> (…, l, d_h), (…, l)."""
+    l, f = q.shape[-2], q.shape[-1]
+    causal = torch.ones(l, l, dtype=torch.bool, device=q.device).tril()
+    weights = taylor_kernel(q @ k.transpose(-1, -2) / math.sqrt(f)).masked_fill(~causal, 0.0)
+    return weights @ v, weights.sum(-1)

@@ -1,0 +1,86 @@
+"""ReBased: normalised linear attention with a learnable square kernel (LayerNorm on q and k)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from zoology.mixers import feature_attention as fa
+
+
+class ReBased(nn.Module):
+    """y_t = W_o · Σ_{j≤t} K(q̃_t, k̃_j) v_j / (Σ_{j≤t} K(q̃_t, k̃_j) + ε) per head, K(q, k) = (q·k / √f)².
+
+    q̃ = LN_q(W_q x), k̃ = LN_k(W_k x) ∈ R^{H×f} with learnable γ, β over the H·f channels jointly;
+    v = W_v x ∈ R^{H×d_h}; no biases. K = φ(q̃)·φ(k̃) with the compact square map
+    φ(x) = [x_i²/√f, √2·x_i x_j/√f for i<j], D = f(f+1)/2. Sums run in float32 (float64 for float64
+    inputs), also under autocast. Shapes: x (batch, seq, d_model) -> (batch, seq, d_model).
+    State: S (batch, H, d_h, D) and z (batch, H, D), (d_model + H)·D elements per sequence.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        layer_idx: int = 0,
+        num_heads: int = 1,
+        feature_dim: int = 16,
+        eps: float = 1e-12,
+        layer_norm_eps: float = 1e-5,
+        chunk_size: int = 64,
+    ):
+        super().__init__()
+        if num_heads < 1 or d_model % num_heads:
+            raise ValueError(f"num_heads={num_heads} must be >= 1 and divide d_model={d_model}")
+        if feature_dim < 1:
+            raise ValueError(f"feature_dim={feature_dim} must be >= 1")
+        if eps < 0 or layer_norm_eps <= 0:
+            raise ValueError(f"eps={eps} must be >= 0 and layer_norm_eps={layer_norm_eps} > 0")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size={chunk_size} must be >= 1")
+        self.d_model, self.layer_idx = d_model, layer_idx
+        self.num_heads, self.head_dim, self.feature_dim = num_heads, d_model // num_heads, feature_dim
+        self.expanded_dim = feature_dim * (feature_dim + 1) // 2
+        self.eps, self.chunk_size = eps, chunk_size
+        self.q_proj = nn.Linear(d_model, num_heads * feature_dim, bias=False)
+        self.k_proj = nn.Linear(d_model, num_heads * feature_dim, bias=False)
+        self.v_proj = nn.Linear(d_model, d_model, bias=False)
+        self.out_proj = nn.Linear(d_model, d_model, bias=False)
+        self.q_norm = nn.LayerNorm(num_heads * feature_dim, eps=layer_norm_eps)
+        self.k_norm = nn.LayerNorm(num_heads * feature_dim, eps=layer_norm_eps)
+
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(..., d_model) -> q̃, k̃ (..., H, f) and v (..., H, d_h) in the accumulator dtype."""
+        acc = torch.promote_types(x.dtype, torch.float32)
+        heads = (*x.shape[:-1], self.num_heads)
+        q = self.q_norm(self.q_proj(x)).to(acc).view(*heads, self.feature_dim)
+        k = self.k_norm(self.k_proj(x)).to(acc).view(*heads, self.feature_dim)
+        v = self.v_proj(x).to(acc).view(*heads, self.head_dim)
+        return q, k, v
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.prefill(x)[0]
+
+    def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        b, seq_len, _ = x.shape
+        q, k, v = (t.transpose(1, 2) for t in self._qkv(x))
+        y, (states, normalisers) = fa.chunked(
+            q, k, v, fa.square_kernel, fa.square_feature_map, self.eps, self.chunk_size
+        )
+        y = y.transpose(1, 2).reshape(b, seq_len, self.d_model)
+        return self.out_proj(y.to(x.dtype)), {"S": states, "z": normalisers}
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
+        acc = torch.promote_types(dtype or torch.get_default_dtype(), torch.float32)
+        shape = (batch_size, self.num_heads)
+        return {
+            "S": torch.zeros(*shape, self.head_dim, self.expanded_dim, device=device, dtype=acc),
+            "z": torch.zeros(*shape, self.expanded_dim, device=device, dtype=acc),
+        }
+
+    def step(self, x_t: torch.Tensor, state: dict[str, torch.Tensor]):
+        q, k, v = self._qkv(x_t)
+        y, (states, normalisers) = fa.step(q, k, v, (state["S"], state["z"]), fa.square_feature_map, self.eps)
+        return self.out_proj(y.reshape(x_t.shape[0], self.d_model).to(x_t.dtype)), {"S": states, "z": normalisers}
+
+    def state_size(self, seq_len: int) -> int:
+        return (self.d_model + self.num_heads) * self.expanded_dim
