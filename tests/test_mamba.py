@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from zoology import mixers
 from zoology.config import ModelConfig
-from zoology.mixers.mamba import Mamba, reference_scan, selective_scan
+from zoology.mixers.mamba import Mamba, _CausalDepthwiseConv, reference_scan, selective_scan
 from zoology.model import LanguageModel
 
 
@@ -63,6 +63,16 @@ def test_scan_stays_finite_when_decays_underflow_or_barely_decay():
     assert torch.isfinite(y).all() and torch.isfinite(h).all() and torch.isfinite(delta.grad).all()
     y_ref, _ = reference_scan(x.double(), delta.detach().double(), A.double(), B.double(), C.double())
     assert (y.double() - y_ref).abs().max() <= 1e-4 * y_ref.abs().max()
+
+
+@pytest.mark.parametrize("seq,kernel", [(9, 4), (2, 4), (1, 4), (6, 1)])
+def test_causal_conv_matches_conv1d_with_left_padding(seq, kernel):
+    gen = torch.Generator().manual_seed(0)
+    x, weight, bias = (torch.randn(*s, generator=gen, dtype=torch.float64) for s in ((seq, 2, 5), (5, kernel), (5,)))
+    x, weight, bias = (t.requires_grad_() for t in (x, weight, bias))
+    reference = F.conv1d(x.permute(1, 2, 0), weight[:, None], bias, padding=kernel - 1, groups=5)[..., :seq]
+    torch.testing.assert_close(_CausalDepthwiseConv.apply(x, weight, bias), reference.permute(2, 0, 1))
+    assert torch.autograd.gradcheck(_CausalDepthwiseConv.apply, (x, weight, bias))
 
 
 def test_results_do_not_depend_on_chunk_size():
@@ -177,3 +187,12 @@ def test_bf16_autocast_keeps_the_scan_in_float32_and_finite():
 def test_bad_arguments_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         Mamba(16, **kwargs)
+
+
+def test_mamba_vs_based_bench_reports_both_times_and_the_ratio(capsys):
+    from zoology.bench import mamba_vs_based
+
+    argv = "--based attention --d-model 16 --batch 2 --seq-len 8 --rounds 1 --repeats 1 --warmup 0 --device cpu"
+    assert mamba_vs_based.main(argv.split()) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("mamba:") and "attention:" in last and "ratio" in last

@@ -76,11 +76,11 @@ class _Workspace:
         return self.buffers[name][: T * math.prod(self.tail)].view(T, *self.tail)
 
 
-def _chunk_states(decay, h, x, delta, A2_T, B, h_start) -> None:
+def _chunk_states(decay, h, delta, delta_x, A2_T, B, h_start) -> None:
     """Fill decay = exp(δA) = 2^(δ·A log2 e) and the states h of one chunk, (T, batch, N, d_in), from
-    h_start; A2_T = (A log2 e)ᵀ (exp2 is the cheaper instruction)."""
+    h_start; A2_T = (A log2 e)ᵀ (exp2 is the cheaper instruction), delta_x = δ ⊙ x."""
     torch.mul(delta[:, :, None, :], A2_T, out=decay).exp2_()
-    torch.mul(B[..., None], (delta * x)[:, :, None, :], out=h)
+    torch.mul(B[..., None], delta_x[:, :, None, :], out=h)
     h[0].addcmul_(decay[0], h_start)
     _linear_scan_(decay, h)
 
@@ -103,6 +103,7 @@ class _SelectiveScan(torch.autograd.Function):
         keep = any(ctx.needs_input_grad[:5])
         with torch.autocast(x.device.type, enabled=False):
             x, delta, B, C = (t.contiguous() for t in (x, delta, B, C))
+            delta_x = delta * x
             A2_T = A.T.contiguous() * math.log2(math.e)
             work = _Workspace(x, T, N)
             starts = x.new_empty(n_chunks if keep else 1, batch, N, d_in)
@@ -111,7 +112,7 @@ class _SelectiveScan(torch.autograd.Function):
             for i, t0 in enumerate(range(0, seq, T)):
                 t1 = min(t0 + T, seq)
                 decay, h = work("decay", t1 - t0), work("h", t1 - t0)
-                _chunk_states(decay, h, x[t0:t1], delta[t0:t1], A2_T, B[t0:t1], starts[i if keep else 0])
+                _chunk_states(decay, h, delta[t0:t1], delta_x[t0:t1], A2_T, B[t0:t1], starts[i if keep else 0])
                 _rowvec_times(C[t0:t1], h, out=y[t0:t1])
                 if keep and i + 1 < n_chunks:
                     starts[i + 1].copy_(h[-1])
@@ -128,43 +129,68 @@ class _SelectiveScan(torch.autograd.Function):
     def backward(ctx, grad_y, grad_h_last):
         x, delta, A, B, C, starts = ctx.saved_tensors
         T, (seq, batch, d_in), N = ctx.chunk_size, x.shape, A.shape[1]
-        grad_x, grad_delta = torch.empty_like(x), torch.empty_like(delta)
+        grad_delta_x, grad_delta = torch.empty_like(x), torch.empty_like(delta)
         grad_B, grad_C = torch.empty_like(B), torch.empty_like(C)
         with torch.autocast(x.device.type, enabled=False):
             grad_y = grad_y.contiguous()
+            delta_x = delta * x
             A_T = A.T.contiguous()
-            A2_T = A.T.contiguous() * math.log2(math.e)
+            A2_T = A_T * math.log2(math.e)
             grad_A_T = torch.zeros_like(A_T)
             work = _Workspace(x, T, N)
             carry = x.new_zeros(batch, N, d_in)
             for i, t0 in reversed(list(enumerate(range(0, seq, T)))):
                 t1 = min(t0 + T, seq)
                 n = t1 - t0
-                xc, dc, Bc, Cc, gy = x[t0:t1], delta[t0:t1], B[t0:t1], C[t0:t1], grad_y[t0:t1]
+                dc, dxc, gy = delta[t0:t1], delta_x[t0:t1], grad_y[t0:t1]
                 decay, h, q = work("decay", n + 1), work("h", n), work("q", n + 1)
-                _chunk_states(decay[:n], h, xc, dc, A2_T, Bc, starts[i])
+                _chunk_states(decay[:n], h, dc, dxc, A2_T, B[t0:t1], starts[i])
                 _rowvec_times(gy, h.transpose(2, 3), out=grad_C[t0:t1])
                 # With G_t = dL/dh_t = a_{t+1} G_{t+1} + C_t dy_t, Q_t = a_t G_t solves
-                # Q_t = a_t (Q_{t+1} + C_t dy_t) backwards from Q_n, the next chunk's Q_0 (the carry).
-                torch.mul(Cc[..., None], gy[:, :, None, :], out=q[:n]).mul_(decay[:n])
+                # Q_t = a_t (Q_{t+1} + C_t dy_t) backwards from Q_n, the next chunk's Q_0 (the carry);
+                # then G_t = Q_{t+1} + C_t dy_t, whose C_t dy_t part is added after the loop.
+                torch.mul(C[t0:t1, :, :, None], gy[:, :, None, :], out=q[:n]).mul_(decay[:n])
                 q[n] = carry
                 decay[n] = 0
                 _linear_scan_(decay, q, reverse=True)
                 carry.copy_(q[0])
-                q_next = q[1:]
-                delta_x = dc * xc
-                _rowvec_times(delta_x, q_next.transpose(2, 3), out=grad_B[t0:t1])
-                grad_B[t0:t1].addcmul_(Cc, (gy * delta_x).sum(-1, keepdim=True))
-                grad_dx = _rowvec_times(Bc, q_next, out=grad_x[t0:t1]).view(n, batch, d_in)
-                grad_dx.addcmul_(gy, (Cc * Bc).sum(-1, keepdim=True))
+                _rowvec_times(dxc, q[1:].transpose(2, 3), out=grad_B[t0:t1])
+                _rowvec_times(B[t0:t1], q[1:], out=grad_delta_x[t0:t1])
                 grad_log_decay = decay[:n]
                 torch.mul(q[1:n], h[: n - 1], out=grad_log_decay[1:])
                 torch.mul(q[0], starts[i], out=grad_log_decay[0])
                 torch.sum(torch.mul(grad_log_decay, A_T, out=h), -2, out=grad_delta[t0:t1])
-                grad_delta[t0:t1].addcmul_(grad_dx, xc)
-                grad_dx.mul_(dc)
                 grad_A_T += grad_log_decay.mul_(dc[:, :, None, :]).sum((0, 1))
-        return grad_x, grad_delta, grad_A_T.T, grad_B, grad_C, None
+            grad_B.addcmul_(C, (grad_y * delta_x).sum(-1, keepdim=True))
+            grad_delta_x.addcmul_(grad_y, (C * B).sum(-1, keepdim=True))
+            grad_delta.addcmul_(grad_delta_x, x)
+        return grad_delta_x.mul_(delta), grad_delta, grad_A_T.T, grad_B, grad_C, None
+
+
+class _CausalDepthwiseConv(torch.autograd.Function):
+    """y_t = b + Σ_k w_k ⊙ x_{t−(K−1)+k} over time-major x (seq, batch, d) with w (d, K), zeros before t = 0."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        seq, K = x.shape[0], weight.shape[1]
+        y = torch.addcmul(bias, x, weight[:, K - 1])
+        for shift in range(1, min(K, seq)):
+            y[shift:].addcmul_(x[: seq - shift], weight[:, K - 1 - shift])
+        ctx.save_for_backward(x, weight)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y):
+        x, weight = ctx.saved_tensors
+        seq, K = x.shape[0], weight.shape[1]
+        grad_x = grad_y * weight[:, K - 1]
+        grad_weight = torch.zeros_like(weight)
+        grad_weight[:, K - 1] = (grad_y * x).sum((0, 1))
+        for shift in range(1, min(K, seq)):
+            grad_x[: seq - shift].addcmul_(grad_y[shift:], weight[:, K - 1 - shift])
+            grad_weight[:, K - 1 - shift] = (grad_y[shift:] * x[: seq - shift]).sum((0, 1))
+        return grad_x.to(x.dtype), grad_weight, grad_y.sum((0, 1))
 
 
 def selective_scan(x, delta, A, B, C, chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -252,21 +278,12 @@ class Mamba(nn.Module):
         A = -torch.exp(self.A_log.to(acc))
         return delta, A, B.to(acc), C.to(acc), self.D.to(acc)
 
-    def _causal_conv(self, x: torch.Tensor) -> torch.Tensor:
-        """Depthwise causal conv over time of time-major x (seq, batch, d_in), with bias."""
-        padded = F.pad(x, (0, 0, 0, 0, self.d_conv - 1, 0))
-        weight, seq = self.conv.weight[:, 0], x.shape[0]
-        out = self.conv.bias + padded[:seq] * weight[:, 0]
-        for k in range(1, self.d_conv):
-            out = out + padded[k : k + seq] * weight[:, k]
-        return out
-
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         return self.prefill(u)[0]
 
     def prefill(self, u: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x_in, z = self.in_proj(u.transpose(0, 1)).chunk(2, dim=-1)
-        x = F.silu(self._causal_conv(x_in))
+        x = F.silu(_CausalDepthwiseConv.apply(x_in, self.conv.weight[:, 0], self.conv.bias))
         delta, A, B, C, D = self._ssm_inputs(x)
         xa = x.to(delta.dtype)
         y, h = selective_scan(xa, delta, A, B, C, self.chunk_size)
