@@ -19,6 +19,7 @@ sizes = {
     "rebased": [{"model.mixers.1.kwargs.feature_dim": 4}, {"model.mixers.1.kwargs.feature_dim": 16}],
     "linear_attention": [{"model.d_model": 32}, {"model.d_model": 64}],
     "leap": [{"model.d_model": 32}, {"model.d_model": 64}],
+    "mamba": [{"model.mixers.0.kwargs.d_state": 4}, {"model.mixers.0.kwargs.d_state": 16}],
 }
 
 

@@ -56,3 +56,8 @@ def test_registry_builds_every_named_mixer():
     for name in names():
         mixer = build(name, d_model=16, layer_idx=0)
         assert mixer.__class__.__module__.startswith("zoology.mixers.")
+
+
+def test_data_cache_dir_and_test_batch_size_do_not_change_run_id(tmp_path):
+    a = tiny_config()
+    assert a.set({"data.cache_dir": str(tmp_path), "data.test_batch_size": 32}).run_id == a.run_id

@@ -80,7 +80,10 @@ class ModelConfig(_Strict):
 
 
 class DataConfig(_Strict):
-    """Train and test segments; each segment's seed is derived from `seed`, its split and index."""
+    """Train and test segments; each segment's seed is derived from `seed`, its split and index.
+
+    `cache_dir` and `test_batch_size` change where data is kept and how evaluation is batched, not
+    the results: they do not change the run id."""
 
     train: list[SegmentConfig] = Field(min_length=1)
     test: list[SegmentConfig] = Field(min_length=1)
@@ -89,6 +92,8 @@ class DataConfig(_Strict):
     seed: int = Field(0, ge=0)
     shuffle: bool = Field(True, description="reshuffle examples and batch order every epoch")
     cache_dir: str | None = Field(None, description="cache generated segments here")
+
+    LAUNCH_FIELDS: ClassVar[tuple[str, ...]] = ("cache_dir", "test_batch_size")
 
     @property
     def max_seq_len(self) -> int:
