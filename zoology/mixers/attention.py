@@ -15,6 +15,8 @@ class Attention(nn.Module):
     inputs), also under bf16 autocast.
     """
 
+    window_size: int | None = None  # keys a query sees (itself included); None: every earlier key
+
     def __init__(
         self,
         d_model: int,
@@ -51,10 +53,21 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._attend(*self._qkv(x))
 
+    def _recent(self, cache: torch.Tensor, room: int = 0) -> torch.Tensor:
+        """The cached keys or values (batch, heads, t, d_h) that later queries can still see,
+        leaving `room` places of the window for new ones."""
+        if self.window_size is None:
+            return cache
+        return cache[:, :, max(0, cache.shape[2] - (self.window_size - room)) :]
+
     def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         q, k, v = self._qkv(x)
         acc = torch.promote_types(k.dtype, torch.float32)
-        return self._attend(q, k, v), {"k": k.to(acc).contiguous(), "v": v.to(acc).contiguous()}
+        state = {
+            name: self._recent(t).to(acc, memory_format=torch.contiguous_format, copy=True)
+            for name, t in (("k", k), ("v", v))
+        }
+        return self._attend(q, k, v), state
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
         acc = torch.promote_types(dtype or torch.get_default_dtype(), torch.float32)
@@ -63,10 +76,11 @@ class Attention(nn.Module):
 
     def step(self, x_t: torch.Tensor, state: dict[str, torch.Tensor]):
         q, k, v = self._qkv(x_t[:, None])
-        k = torch.cat([state["k"], k.to(state["k"].dtype)], dim=2)
-        v = torch.cat([state["v"], v.to(state["v"].dtype)], dim=2)
+        k = torch.cat([self._recent(state["k"], room=1), k.to(state["k"].dtype)], dim=2)
+        v = torch.cat([self._recent(state["v"], room=1), v.to(state["v"].dtype)], dim=2)
         y = F.scaled_dot_product_attention(q, k, v)
         return self._merge(y)[:, 0], {"k": k, "v": v}
 
     def state_size(self, seq_len: int) -> int:
-        return 2 * self.d_model * seq_len
+        kept = seq_len if self.window_size is None else min(self.window_size, seq_len)
+        return 2 * self.d_model * kept
