@@ -19,6 +19,12 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def sync(device: torch.device) -> None:
+    """Wait for queued device work (a no-op off CUDA), so host clocks time what ran."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def content_hash(obj: Any, length: int = 12) -> str:
     """Stable hex digest of a JSON-serialisable object (key order does not matter)."""
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)

@@ -4,10 +4,10 @@ time, bf16-autocast accuracy, and the state elements of the Based presets."""
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
+from zoology.bench.mixers import time_mixer
 from zoology.config import TrainConfig
 from zoology.mixers.based import Based
 from zoology.model import LanguageModel
@@ -39,22 +39,6 @@ def bf16_autocast_error(d_model: int, feature_dim: int, seq_len: int, device) ->
             return rel_diff(mixer(x), reference)
 
 
-def fwd_bwd_seconds(view: str, d_model: int, feature_dim: int, batch: int, seq_len: int, repeats: int, device):
-    torch.manual_seed(0)
-    mixer = Based(d_model, feature_dim=feature_dim, view=view).to(device)
-    x = torch.randn(batch, seq_len, d_model, device=device, requires_grad=True)
-    times = []
-    for _ in range(repeats + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        mixer(x).square().mean().backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return sorted(times[1:])[len(times[1:]) // 2]
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m zoology.bench based", description=__doc__)
     parser.add_argument("--d-model", type=int, default=128)
@@ -78,8 +62,9 @@ def main(argv: list[str]) -> int:
 
     print(f"forward+backward per batch of {args.batch}×{args.seq_len} at d={d}, f={f} on {device} (median)")
     for view in ("quadratic", "chunked"):
-        seconds = fwd_bwd_seconds(view, d, f, args.batch, args.seq_len, args.repeats, device)
-        print(f"  {view:10s} {1e3 * seconds:8.1f} ms")
+        spec = f"based:feature_dim={f}:view={view}"
+        timing = time_mixer(spec, d, args.batch, args.seq_len, device, args.repeats, warmup=1, bf16=False)
+        print(f"  {view:10s} {timing['median_ms']:8.1f} ms")
 
     print("state elements per sequence (after 64 tokens)")
     for preset in ("based", "based_full"):

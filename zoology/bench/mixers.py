@@ -15,12 +15,7 @@ import time
 import torch
 
 from zoology import mixers
-from zoology.utils import pick_device
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from zoology.utils import pick_device, sync
 
 
 def time_mixer(
@@ -43,12 +38,12 @@ def time_mixer(
     for i in range(warmup + repeats):
         mixer.zero_grad(set_to_none=True)
         x.grad = None
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             y = mixer(x)
         y.backward(grad.to(y.dtype))
-        _sync(device)
+        sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - start)
     median = statistics.median(times)

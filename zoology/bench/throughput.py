@@ -45,7 +45,7 @@ from zoology import mixers
 from zoology.config import ModelConfig, TrainConfig
 from zoology.model import LanguageModel
 from zoology.results import THROUGHPUT_FORMAT, RunDir, run_dirs
-from zoology.utils import atomic_write_json, pick_device
+from zoology.utils import atomic_write_json, pick_device, sync
 
 BATCH_SIZES = (1, 16, 64, 256)
 CONTEXTS = (256, 1024, 4096)
@@ -170,19 +170,14 @@ def _clone(tree: Any) -> Any:
     return tree
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _median_time(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int, setup=None) -> float:
     times = []
     for i in range(warmup + repeats):
         args = setup() if setup else ()
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         fn(*args)
-        _sync(device)
+        sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - start)
     return statistics.median(times)
@@ -191,10 +186,10 @@ def _median_time(fn: Callable[[], Any], device: torch.device, warmup: int, repea
 def _peak_bytes(fn: Callable[[], Any], device: torch.device) -> tuple[Any, int | None]:
     if device.type != "cuda":
         return fn(), None
-    _sync(device)
+    sync(device)
     torch.cuda.reset_peak_memory_stats(device)
     out = fn()
-    _sync(device)
+    sync(device)
     return out, torch.cuda.max_memory_allocated(device)
 
 

@@ -20,7 +20,7 @@ from zoology.config import TrainConfig
 from zoology.data import Batches
 from zoology.model import LanguageModel
 from zoology.train import autocast, load_segments, query_loss, train
-from zoology.utils import pick_device
+from zoology.utils import pick_device, sync
 
 
 def bench_config(model_preset: str, data_preset: str, d_model: int | None, epochs: int, overrides: list[str]):
@@ -51,11 +51,6 @@ def device_rates(device: torch.device) -> tuple[float, float]:
         return (time.perf_counter() - start) / repeats
 
     return 2 * n**3 / timed(lambda: a @ b), 2 * x.numel() / timed(lambda: y.copy_(x))
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def epoch_floor(config: TrainConfig, device: torch.device) -> dict:
