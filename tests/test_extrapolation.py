@@ -6,9 +6,8 @@ import pytest
 from zoology import results
 from zoology.config import TrainConfig
 from zoology.data.presets import (
-    BASED_FIGURE2_TEST,
-    BASED_FIGURE2_TRAIN,
     PRESETS,
+    based_figure2_grid,
     based_figure2_test,
     based_figure2_train,
     mqar_grid,
@@ -18,9 +17,9 @@ from zoology.train import train
 
 def test_based_figure2_presets_match_the_paper_setup():
     train_set, test_set = based_figure2_train(), based_figure2_test()
-    assert [(s.input_seq_len, s.num_kv_pairs, s.num_examples) for s in train_set] == list(BASED_FIGURE2_TRAIN)
+    assert [(s.input_seq_len, s.num_kv_pairs, s.num_examples) for s in train_set] == list(based_figure2_grid()[0])
     assert sum(s.num_examples for s in train_set) == 180_000
-    assert [(s.input_seq_len, s.num_kv_pairs) for s in test_set] == list(BASED_FIGURE2_TEST)
+    assert [(s.input_seq_len, s.num_kv_pairs) for s in test_set] == list(based_figure2_grid()[1])
     assert {s.num_examples for s in test_set} == {1000}
     assert {(s.vocab_size, s.filler, s.num_passes) for s in [*train_set, *test_set]} == {(8192, "random", 1)}
     assert max(s.input_seq_len for s in test_set) == 4 * max(s.input_seq_len for s in train_set) == 1024

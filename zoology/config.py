@@ -16,6 +16,7 @@ from zoology import mixers
 from zoology.data.ar import ARConfig
 from zoology.data.mqar import MQARConfig
 from zoology.data.mqar_overwrite import OverwriteMQARConfig
+from zoology.data.presets import PRESETS_DIR
 from zoology.utils import content_hash
 
 
@@ -39,7 +40,6 @@ SegmentConfig = Annotated[
 segment_adapter: TypeAdapter = TypeAdapter(SegmentConfig)
 """`segment_adapter.validate_python({"task": "ar", ...})` parses one segment config."""
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 class _Strict(BaseModel):

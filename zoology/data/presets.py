@@ -6,33 +6,29 @@ based_figure2_test()})`); `python -m zoology.data show NAME` and the benchmarks 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from zoology.data.ar import ARConfig
 from zoology.data.mqar import MQARConfig
 from zoology.data.mqar_overwrite import OverwriteMQARConfig
 
-BASED_FIGURE2_TRAIN: tuple[tuple[int, int, int], ...] = (
-    (64, 4, 100_000),
-    (128, 8, 20_000),
-    (256, 16, 20_000),
-    (256, 32, 20_000),
-    (256, 64, 20_000),
-)
-"""(input_seq_len, num_kv_pairs, num_examples) of the Based Figure 2 training set."""
+PRESETS_DIR = Path(__file__).resolve().parent.parent.parent / "configs"
 
-BASED_FIGURE2_TEST: tuple[tuple[int, int], ...] = (
-    (64, 4),
-    (64, 8),
-    (64, 16),
-    (128, 32),
-    (256, 64),
-    (512, 128),
-    (1024, 256),
-)
-"""(input_seq_len, num_kv_pairs) of the Based Figure 2 test set: up to 4× longer and 4× more pairs
-than anything in training (trained up to L = 256, N = 64)."""
+
+@functools.cache
+def based_figure2_grid() -> tuple[tuple[tuple[int, int, int], ...], tuple[tuple[int, int], ...]]:
+    """(train, test) of the Based Figure 2 setup, read from its one definition,
+    configs/based_figure2.yaml: train rows are (input_seq_len, num_kv_pairs, num_examples), test rows
+    (input_seq_len, num_kv_pairs), up to 4× longer and 4× more pairs than anything in training."""
+    data = yaml.safe_load((PRESETS_DIR / "based_figure2.yaml").read_text())["data"]
+    train = tuple((s["input_seq_len"], s["num_kv_pairs"], s["num_examples"]) for s in data["train"])
+    test = tuple((s["input_seq_len"], s["num_kv_pairs"]) for s in data["test"])
+    return train, test
 
 
 def mqar_grid(grid: tuple[tuple[int, ...], ...], num_examples: int | None = None, **fields: Any) -> list[MQARConfig]:
@@ -49,7 +45,7 @@ def mqar_grid(grid: tuple[tuple[int, ...], ...], num_examples: int | None = None
 
 def based_figure2_train(**fields: Any) -> list[MQARConfig]:
     """The Based Figure 2 training set (180,000 examples, V = 8192, random filler unless overridden)."""
-    return mqar_grid(BASED_FIGURE2_TRAIN, **fields)
+    return mqar_grid(based_figure2_grid()[0], **fields)
 
 
 def based_figure2_test(num_examples: int = 1000, max_seq_len: int | None = None, **fields: Any) -> list[MQARConfig]:
@@ -57,9 +53,10 @@ def based_figure2_test(num_examples: int = 1000, max_seq_len: int | None = None,
 
     `max_seq_len` drops the longer slices (e.g. 256 for a quick check on a CPU).
     """
-    grid = tuple(row for row in BASED_FIGURE2_TEST if max_seq_len is None or row[0] <= max_seq_len)
+    test = based_figure2_grid()[1]
+    grid = tuple(row for row in test if max_seq_len is None or row[0] <= max_seq_len)
     if not grid:
-        raise ValueError(f"max_seq_len={max_seq_len} leaves no test slice (shortest is {BASED_FIGURE2_TEST[0][0]})")
+        raise ValueError(f"max_seq_len={max_seq_len} leaves no test slice (shortest is {test[0][0]})")
     return mqar_grid(grid, num_examples=num_examples, **fields)
 
 
