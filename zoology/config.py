@@ -135,9 +135,12 @@ class TrainConfig(_Strict):
         "auto", description="auto: bf16 autocast on CUDA (fp32 sums and states), fp32 elsewhere"
     )
     cuda_graphs: bool = Field(True, description="on CUDA, capture each training step shape as a CUDA graph")
+    compile: bool | Literal["auto"] = Field(
+        "auto", description="compile forward and loss with torch.compile, one graph per batch shape; auto: on CUDA"
+    )
     logger: LoggerConfig | None = Field(None, description="Weights & Biases logging; off when None")
 
-    LAUNCH_FIELDS: ClassVar[tuple[str, ...]] = ("name", "device", "precision", "cuda_graphs", "logger")
+    LAUNCH_FIELDS: ClassVar[tuple[str, ...]] = ("name", "device", "precision", "cuda_graphs", "compile", "logger")
 
     @field_validator("device")
     @classmethod

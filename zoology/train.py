@@ -51,6 +51,19 @@ def query_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
 
 
+def pad_batch(inputs, positions, targets, batch_size: int):
+    """A short (last) batch padded to `batch_size` with rows whose labels are all ignored: the loss
+    and gradients are unchanged, and every batch of a segment has one shape (one graph)."""
+    short = batch_size - inputs.shape[0]
+    if short <= 0:
+        return inputs, positions, targets
+    return (
+        torch.cat([inputs, inputs.new_zeros(short, inputs.shape[1])]),
+        torch.cat([positions, positions.new_zeros(short, positions.shape[1])]),
+        torch.cat([targets, targets.new_full((short, targets.shape[1]), IGNORE_INDEX)]),
+    )
+
+
 def autocast(device: torch.device, precision: str):
     """bf16 autocast when precision is 'bf16' (mixers keep their sums and states in fp32)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -59,14 +72,26 @@ def autocast(device: torch.device, precision: str):
 class TrainStep:
     """One optimisation step: loss at query positions, backward, optional clipping, AdamW.
 
-    With CUDA graphs, the whole step (forward, backward, optimiser) is captured once per batch
+    With CUDA graphs or compilation, short batches are padded to the batch size (`pad_batch`). With
+    CUDA graphs, the whole step (forward, backward, optimiser) is captured once per batch
     shape, after one eager step of that shape, and replayed; the graphs share one memory pool,
     gradients live in persistent buffers and the learning rate is a device tensor. The summed
     training loss stays on the device (`loss_sum`) and is read once per epoch.
     """
 
-    def __init__(self, model, optimizer, precision: str, grad_clip: float | None, cuda_graphs: bool):
+    def __init__(
+        self,
+        model,
+        optimizer,
+        precision: str,
+        grad_clip: float | None,
+        cuda_graphs: bool,
+        compile: bool = False,
+        batch_size: int | None = None,
+    ):
         self.model, self.optimizer, self.precision, self.grad_clip = model, optimizer, precision, grad_clip
+        self.loss = torch.compile(self._loss, dynamic=False) if compile else self._loss
+        self.pad_to = batch_size if (cuda_graphs or compile) else None
         self.device = next(model.parameters()).device
         self.loss_sum = torch.zeros((), device=self.device)
         self.cuda_graphs = cuda_graphs
@@ -81,9 +106,12 @@ class TrainStep:
             else:
                 group["lr"] = lr
 
-    def _step(self, inputs, positions, targets) -> None:
+    def _loss(self, inputs, positions, targets) -> torch.Tensor:
         with autocast(self.device, self.precision):
-            loss = query_loss(self.model(inputs, positions), targets)
+            return query_loss(self.model(inputs, positions), targets)
+
+    def _step(self, inputs, positions, targets) -> None:
+        loss = self.loss(inputs, positions, targets)
         loss.backward()
         if self.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
@@ -92,6 +120,8 @@ class TrainStep:
         self.loss_sum += loss.detach()
 
     def __call__(self, inputs, positions, targets) -> None:
+        if self.pad_to is not None:
+            inputs, positions, targets = pad_batch(inputs, positions, targets, self.pad_to)
         if not self.cuda_graphs:
             return self._step(inputs, positions, targets)
         key = (tuple(inputs.shape), tuple(positions.shape))
@@ -164,6 +194,7 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, on_epoch: Epoc
     model = LanguageModel(config.model, max_seq_len=config.data.max_seq_len).to(device)
     precision = config.resolved_precision(device)
     use_graphs = device.type == "cuda" and config.cuda_graphs
+    use_compile = config.compile is True or (config.compile == "auto" and device.type == "cuda")
     optimizer = torch.optim.AdamW(
         model.param_groups(config.weight_decay),
         lr=torch.tensor(config.lr, device=device) if use_graphs else config.lr,
@@ -171,7 +202,7 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, on_epoch: Epoc
         **({"fused": True, "capturable": use_graphs} if device.type == "cuda" else {}),
     )
     lr_factor = cosine_schedule(config.max_epochs * len(batches), config.warmup_steps)
-    step = TrainStep(model, optimizer, precision, config.grad_clip, use_graphs)
+    step = TrainStep(model, optimizer, precision, config.grad_clip, use_graphs, use_compile, config.data.batch_size)
     longest_test = max(s.inputs.shape[1] for s in test_segments)
     state_size = model.state_size(longest_test)
     tokens_per_epoch = sum(s.inputs.numel() for s in train_segments)
@@ -195,6 +226,7 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, on_epoch: Epoc
         train_time += epoch_time
         with autocast(device, precision):
             valid = evaluate(model, test_segments, config.data.test_batch_size)
+        eval_time = time.perf_counter() - epoch_start - epoch_time
         record = {
             "epoch": epoch,
             "train_loss": float(loss_sum) / len(batches),
@@ -203,6 +235,7 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, on_epoch: Epoc
             "slices": valid["slices"],
             "lr": config.lr * lr_factor(global_step - 1),
             "epoch_time": epoch_time,
+            "eval_time": eval_time,
             "tokens_per_s": tokens_per_epoch / epoch_time,
         }
         history.append(record)
@@ -233,6 +266,7 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, on_epoch: Epoc
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
         "precision": precision,
         "cuda_graphs": use_graphs,
+        "compiled": use_compile,
         "version": zoology.__version__,
         "torch": torch.__version__,
     }
