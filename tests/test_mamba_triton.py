@@ -46,7 +46,7 @@ def scan_errors(seq, d_in, N, block_d, device, batch=2, dtype="float32") -> dict
     if block_d is None:
         y, h = selective_scan(*inputs, backend="triton")
     else:
-        y, h = _TritonSelectiveScan.apply(*inputs, block_d, 4)
+        y, h = _TritonSelectiveScan.apply(*inputs, block_d, 4, 3)
     assert y.dtype == h.dtype == inputs[0].dtype and h.shape == (batch, d_in, N)
     grad_y = torch.randn(seq, batch, d_in, generator=gen).to(device)
     grads = torch.autograd.grad(y, inputs, grad_y.to(y.dtype))

@@ -7,7 +7,8 @@ each round's medians, the median over rounds and the ratio mamba / based (the ta
 
 On CUDA with triton, Mamba scans with the Triton kernels; first the scan alone (float32 inputs of the
 mixer's shapes, as under autocast) is checked against the chunked PyTorch scan (max relative error of y,
-h_last and every gradient) and both are timed forward+backward; --scan-sweep also times other Triton blocks.
+h_last and every gradient) and both are timed forward+backward; --scan-sweep also times other Triton
+block sizes, warps and pipeline stages.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import torch
 
 from zoology import mixers
 from zoology.bench.mixers import time_mixer
-from zoology.mixers.mamba import _triton_blocks, _TritonSelectiveScan, selective_scan, triton_available
+from zoology.mixers.mamba import _triton_config, _TritonSelectiveScan, selective_scan, triton_available
 from zoology.utils import pick_device, sync
 
-SWEEP = [(block_d, num_warps) for block_d in (8, 16, 32, 64) for num_warps in (1, 2, 4, 8)]
+SWEEP = [(block_d, warps, stages) for block_d in (8, 16, 32, 64) for warps in (1, 2, 4) for stages in (1, 3, 5)]
 
 
 def scan_inputs(seq: int, batch: int, d_in: int, d_state: int, device: torch.device) -> list[torch.Tensor]:
@@ -61,8 +62,8 @@ def time_scan(scan, inputs: list[torch.Tensor], repeats: int, warmup: int) -> fl
     return 1e3 * statistics.median(times)
 
 
-def triton_scan(block_d: int, num_warps: int):
-    return lambda *inputs: _TritonSelectiveScan.apply(*inputs, block_d, num_warps)
+def triton_scan(block_d: int, num_warps: int, stages: int):
+    return lambda *inputs: _TritonSelectiveScan.apply(*inputs, block_d, num_warps, stages)
 
 
 def report_scan(args, device: torch.device) -> None:
@@ -73,13 +74,13 @@ def report_scan(args, device: torch.device) -> None:
     inputs = scan_inputs(args.seq_len, args.batch, d_in, d_state, device)
     errors = "  ".join(f"{name} {error:.1e}" for name, error in scan_discrepancy(inputs).items())
     print(f"scan (seq {args.seq_len}, batch {args.batch}, d_in {d_in}, N {d_state}) triton vs chunked: {errors}")
-    block_d, num_warps = _triton_blocks(d_in, d_state)
+    label = "triton, block_d {}, {} warps, {} stages"
     scans = {
         "chunked torch": lambda *inputs: selective_scan(*inputs, backend="torch"),
-        f"triton, block_d {block_d}, {num_warps} warps (default)": triton_scan(block_d, num_warps),
+        label.format(*_triton_config(d_in, d_state)) + " (default)": triton_scan(*_triton_config(d_in, d_state)),
     }
     if args.scan_sweep:
-        scans.update({f"triton, block_d {b}, {w} warps": triton_scan(b, w) for b, w in SWEEP})
+        scans.update({label.format(*config): triton_scan(*config) for config in SWEEP})
     for label, scan in scans.items():
         print(f"scan fwd+bwd {time_scan(scan, inputs, args.repeats, args.warmup):9.3f} ms  {label}", flush=True)
 
@@ -96,7 +97,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--bf16", action="store_true", help="run under bf16 autocast")
     parser.add_argument("--mamba", default="mamba", metavar="SPEC", help="the Mamba spec (e.g. mamba:d_state=8)")
     parser.add_argument("--based", default="based", metavar="SPEC", help="the Based spec")
-    parser.add_argument("--scan-sweep", action="store_true", help="also time the Triton scan at other block sizes")
+    parser.add_argument("--scan-sweep", action="store_true", help="also time other Triton scan configurations")
     args = parser.parse_args(argv)
     for field in ("d_model", "batch", "seq_len", "rounds", "repeats"):
         if getattr(args, field) < 1:

@@ -189,6 +189,7 @@ def _scan_forward_kernel(
     CHUNK: tl.constexpr,
     BLOCK_D: tl.constexpr,
     N_PAD: tl.constexpr,
+    STAGES: tl.constexpr,
 ):
     """Program (b, j): sequence b, channels d = j·BLOCK_D + (0 … BLOCK_D−1), h (BLOCK_D, N_PAD) in float32 over
     t = 0 … seq−1: h_t = exp(δ_t A) ⊙ h_{t−1} + δ_t x_t B_t, y_t = h_t C_t.
@@ -204,7 +205,7 @@ def _scan_forward_kernel(
     x_offset, B_offset = b * d_in + d, b * N + n
     state_offset = x_offset[:, None] * N + n[None, :]
     h = tl.zeros((BLOCK_D, N_PAD), dtype=tl.float32)
-    for t in range(seq):
+    for t in tl.range(seq, num_stages=STAGES):
         if t % CHUNK == 0:
             tl.store(states_ptr + (t // CHUNK) * x_stride * N + state_offset, h, mask=dn_ok)
         x_t, B_t = t * x_stride + x_offset, t * B_stride + B_offset
@@ -239,6 +240,7 @@ def _scan_backward_kernel(
     CHUNK: tl.constexpr,
     BLOCK_D: tl.constexpr,
     N_PAD: tl.constexpr,
+    STAGES: tl.constexpr,
 ):
     """Program (b, j) of the forward, from the last chunk back: h_{t−1} of the chunk recomputed from states[c] into
     scratch, then from the chunk's end g_t = dL/dh_t = C_t dy_t + exp(δ_{t+1} A) ⊙ g_{t+1} gives dx_t = δ_t Σ_n g_t B_t,
@@ -270,7 +272,7 @@ def _scan_backward_kernel(
         t0 = c * CHUNK
         length = tl.minimum(seq - t0, CHUNK)
         h = tl.load(states_ptr + c * x_stride * N + state_offset, mask=dn_ok, other=0.0)
-        for i in range(length):
+        for i in tl.range(length, num_stages=STAGES):
             tl.store(scratch + i * slot, h)
             x_t, B_t = (t0 + i) * x_stride + x_offset, (t0 + i) * B_stride + B_offset
             x = tl.load(x_ptr + x_t, mask=d_ok, other=0.0).to(tl.float32)
@@ -278,7 +280,7 @@ def _scan_backward_kernel(
             B = tl.load(B_ptr + B_t, mask=n_ok, other=0.0).to(tl.float32)
             h = tl.exp(delta[:, None] * A) * h + (delta * x)[:, None] * B[None, :]
         tl.debug_barrier()
-        for i_back in range(length):
+        for i_back in tl.range(length, num_stages=STAGES):
             i = length - 1 - i_back
             x_t, B_t = (t0 + i) * x_stride + x_offset, (t0 + i) * B_stride + B_offset
             x = tl.load(x_ptr + x_t, mask=d_ok, other=0.0).to(tl.float32)
@@ -330,10 +332,11 @@ def triton_available() -> bool:
 
 
 class _TritonSelectiveScan(torch.autograd.Function):
-    """The selective scan as one Triton forward and one Triton backward kernel; block_d channels per program."""
+    """The selective scan as one Triton forward and one Triton backward kernel: block_d channels per program,
+    num_warps warps, loads `stages` positions ahead."""
 
     @staticmethod
-    def forward(ctx, x, delta, A, B, C, block_d, num_warps):
+    def forward(ctx, x, delta, A, B, C, block_d, num_warps, stages):
         forward_kernel, _ = _triton_kernels()
         seq, batch, d_in = x.shape
         N = A.shape[1]
@@ -343,9 +346,9 @@ class _TritonSelectiveScan(torch.autograd.Function):
         grid = (batch, -(-d_in // block_d))
         forward_kernel[grid](
             x, delta, A, B, C, y, states, seq, batch, d_in, N,
-            CHUNK=_TRITON_CHUNK, BLOCK_D=block_d, N_PAD=_next_power_of_2(N), num_warps=num_warps,
+            CHUNK=_TRITON_CHUNK, BLOCK_D=block_d, N_PAD=_next_power_of_2(N), STAGES=stages, num_warps=num_warps,
         )  # fmt: skip
-        ctx.block_d, ctx.num_warps = block_d, num_warps
+        ctx.block_d, ctx.num_warps, ctx.stages = block_d, num_warps, stages
         ctx.save_for_backward(x, delta, A, B, C, states)
         h_last = states[-1].to(x.dtype, copy=True)
         ctx.mark_non_differentiable(h_last)
@@ -365,20 +368,21 @@ class _TritonSelectiveScan(torch.autograd.Function):
         scratch = x.new_empty(batch * d_blocks, _TRITON_CHUNK, block_d, N_PAD, dtype=torch.float32)
         backward_kernel[(batch, d_blocks)](
             x, delta, A, B, C, states, grad_y.contiguous(), scratch, grad_x, grad_delta, grad_A, grad_B, grad_C,
-            seq, batch, d_in, N, CHUNK=_TRITON_CHUNK, BLOCK_D=block_d, N_PAD=N_PAD, num_warps=ctx.num_warps,
+            seq, batch, d_in, N, CHUNK=_TRITON_CHUNK, BLOCK_D=block_d, N_PAD=N_PAD, STAGES=ctx.stages,
+            num_warps=ctx.num_warps,
         )  # fmt: skip
         grad_A, grad_B, grad_C = grad_A.sum(0).to(A.dtype), grad_B.sum(0).to(B.dtype), grad_C.sum(0).to(C.dtype)
-        return grad_x, grad_delta, grad_A, grad_B, grad_C, None, None
+        return grad_x, grad_delta, grad_A, grad_B, grad_C, None, None, None
 
 
 def _next_power_of_2(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
 
 
-def _triton_blocks(d_in: int, d_state: int, tile: int = 512) -> tuple[int, int]:
-    """(channels per program, warps): about `tile` state elements per program, at most d_in rounded up."""
+def _triton_config(d_in: int, d_state: int, tile: int = 512) -> tuple[int, int, int]:
+    """(channels per program, warps, pipeline stages): about `tile` state elements per program."""
     block_d = max(1, min(tile // _next_power_of_2(d_state), _next_power_of_2(d_in)))
-    return block_d, 4
+    return block_d, 4, 3
 
 
 class _CausalDepthwiseConv(torch.autograd.Function):
@@ -427,8 +431,7 @@ def selective_scan(
         fits = x.is_cuda and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
         backend = "triton" if fits and triton_available() else "torch"
     if backend == "triton":
-        block_d, num_warps = _triton_blocks(x.shape[2], A.shape[1])
-        return _TritonSelectiveScan.apply(x, delta, A, B, C, block_d, num_warps)
+        return _TritonSelectiveScan.apply(x, delta, A, B, C, *_triton_config(x.shape[2], A.shape[1]))
     return _SelectiveScan.apply(x, delta, A, B, C, chunk_size)
 
 
