@@ -333,7 +333,7 @@ def triton_available() -> bool:
 
 class _TritonSelectiveScan(torch.autograd.Function):
     """The selective scan as one Triton forward and one Triton backward kernel: block_d channels per program,
-    num_warps warps, loads `stages` positions ahead."""
+    num_warps warps, its loads software-pipelined over `stages` positions."""
 
     @staticmethod
     def forward(ctx, x, delta, A, B, C, block_d, num_warps, stages):
