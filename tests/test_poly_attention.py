@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -189,18 +190,10 @@ def test_fused_view_on_the_cpu_needs_the_interpreter_and_auto_stays_chunked(name
 @pytest.mark.skipif(pa.INTERPRETED, reason="this is the interpreted run")
 def test_kernels_under_the_interpreter():
     env = {**os.environ, "TRITON_INTERPRET": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        __file__,
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "-k",
-        "not test_kernels_under_the_interpreter",
-    ]
+    command = [sys.executable, "-m", "pytest", __file__, "-q", "-o", "addopts=", "-p", "no:cacheprovider"]
+    command += ["-k", "not test_kernels_under_the_interpreter"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=Path(__file__).parent.parent)
     output = result.stdout[-6000:] + result.stderr[-2000:]
     assert result.returncode == 0, output
-    assert " passed" in result.stdout and "failed" not in result.stdout, output
+    passed = re.search(r"(\d+) passed", result.stdout)
+    assert passed and int(passed.group(1)) >= 10 and "failed" not in result.stdout, output

@@ -31,6 +31,8 @@ same function in plain PyTorch (masked l×l form). Without triton installed this
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 try:
@@ -41,7 +43,6 @@ except ImportError:
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 BLOCK = 64
-NUM_WARPS = 4
 
 
 def _jit(fn):
@@ -321,7 +322,14 @@ def _strides(t: torch.Tensor) -> tuple[int, int, int]:
     return t.stride(0), t.stride(1), t.stride(2)
 
 
+def _on(device: torch.device):
+    """Launch on the tensors' GPU (triton launches on the current one)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 class _CausalPolyAttention(torch.autograd.Function):
+    """(q, k, v, coeffs, scale, offset) -> (y, den); saves q, k, v, y, den and a tensor offset."""
+
     @staticmethod
     def forward(ctx, q, k, v, coeffs, scale, offset):
         q, k, v = (_last_contiguous(t) for t in (q, k, v))
@@ -331,13 +339,14 @@ class _CausalPolyAttention(torch.autograd.Function):
         y = v.new_empty(batch, seq_len, heads, d_h).transpose(1, 2)
         den = torch.empty(batch, heads, seq_len, device=q.device, dtype=torch.float32)
         grid = (batch * heads, triton.cdiv(seq_len, BLOCK))
-        _forward_kernel[grid](
-            q, k, v, offset_tensor if offset_tensor is not None else den, y, den,
-            *_strides(q), *_strides(k), *_strides(v), *_strides(y),
-            heads, seq_len, scale, 0.0 if offset_tensor is not None else offset,
-            *coeffs, f, d_h, _padded(f), _padded(d_h), offset_tensor is not None,
-            _precision(q.dtype), INTERPRETED, BLOCK, _inner_block(d_h), num_warps=NUM_WARPS,
-        )  # fmt: skip
+        with _on(q.device):
+            _forward_kernel[grid](
+                q, k, v, offset_tensor if offset_tensor is not None else den, y, den,
+                *_strides(q), *_strides(k), *_strides(v), *_strides(y),
+                heads, seq_len, scale, 0.0 if offset_tensor is not None else offset,
+                *coeffs, f, d_h, _padded(f), _padded(d_h), offset_tensor is not None,
+                _precision(q.dtype), INTERPRETED, BLOCK, _inner_block(d_h), num_warps=_num_warps(d_h),
+            )  # fmt: skip
         ctx.save_for_backward(q, k, v, y, den, offset_tensor)
         ctx.coeffs, ctx.scale, ctx.offset = coeffs, scale, offset
         ctx.mark_non_differentiable(den)
@@ -352,27 +361,28 @@ class _CausalPolyAttention(torch.autograd.Function):
         batch, heads, seq_len, f = q.shape
         d_h = v.shape[-1]
         fp, dp = _padded(f), _padded(d_h)
+        precision, inner, warps = _precision(q.dtype), _inner_block(d_h), _num_warps(d_h)
         inv, delta = torch.empty(2, batch, heads, seq_len, device=q.device, dtype=torch.float32).unbind(0)
-        grid = (batch * heads, triton.cdiv(seq_len, BLOCK))
-        _backward_prep_kernel[grid](
-            y, dy, den, offset_tensor if offset_tensor is not None else den, inv, delta,
-            *_strides(y), *_strides(dy), heads, seq_len, 0.0 if offset_tensor is not None else ctx.offset,
-            d_h, dp, offset_tensor is not None, BLOCK, num_warps=NUM_WARPS,
-        )  # fmt: skip
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        precision, inner = _precision(q.dtype), _inner_block(d_h)
-        _backward_dq_kernel[grid](
-            q, k, v, dy, inv, delta, dq,
-            *_strides(q), *_strides(k), *_strides(v), *_strides(dy), *_strides(dq),
-            heads, seq_len, scale, *coeffs, f, d_h, fp, dp, precision, INTERPRETED, BLOCK, inner,
-            num_warps=NUM_WARPS,
-        )  # fmt: skip
-        _backward_dkdv_kernel[grid](
-            q, k, v, dy, inv, delta, dk, dv,
-            *_strides(q), *_strides(k), *_strides(v), *_strides(dy), *_strides(dk), *_strides(dv),
-            heads, seq_len, scale, *coeffs, f, d_h, fp, dp, precision, INTERPRETED, inner, BLOCK,
-            num_warps=NUM_WARPS,
-        )  # fmt: skip
+        grid = (batch * heads, triton.cdiv(seq_len, BLOCK))
+        with _on(q.device):
+            _backward_prep_kernel[grid](
+                y, dy, den, offset_tensor if offset_tensor is not None else den, inv, delta,
+                *_strides(y), *_strides(dy), heads, seq_len, 0.0 if offset_tensor is not None else ctx.offset,
+                d_h, dp, offset_tensor is not None, BLOCK, num_warps=warps,
+            )  # fmt: skip
+            _backward_dq_kernel[grid](
+                q, k, v, dy, inv, delta, dq,
+                *_strides(q), *_strides(k), *_strides(v), *_strides(dy), *_strides(dq),
+                heads, seq_len, scale, *coeffs, f, d_h, fp, dp, precision, INTERPRETED, BLOCK, inner,
+                num_warps=warps,
+            )  # fmt: skip
+            _backward_dkdv_kernel[grid](
+                q, k, v, dy, inv, delta, dk, dv,
+                *_strides(q), *_strides(k), *_strides(v), *_strides(dy), *_strides(dk), *_strides(dv),
+                heads, seq_len, scale, *coeffs, f, d_h, fp, dp, precision, INTERPRETED, inner, BLOCK,
+                num_warps=warps,
+            )  # fmt: skip
         return dq, dk, dv, None, None, None
 
 
@@ -382,8 +392,13 @@ def _precision(dtype: torch.dtype) -> str:
 
 
 def _inner_block(d_h: int) -> int:
-    """The block of the inner loop: halved for wide heads, so the (BLOCK, d_h) tiles fit in registers."""
+    """The block of the inner loop: halved for heads wider than 128, so the (block, d_h) tiles fit in registers."""
     return BLOCK if _padded(d_h) <= 128 else BLOCK // 2
+
+
+def _num_warps(d_h: int) -> int:
+    """Warps per program: 4, or 8 for heads wider than 128 (the (BLOCK, d_h) float32 accumulators)."""
+    return 4 if _padded(d_h) <= 128 else 8
 
 
 def causal_poly_attention(
@@ -398,7 +413,8 @@ def causal_poly_attention(
 
     q, k (batch, heads, seq, f) and v (batch, heads, seq, d_h) of one dtype in SUPPORTED_DTYPES;
     offset a float or a (batch, heads, seq) tensor, a constant for autograd. Returns y (batch, heads,
-    seq, d_h) in v's dtype (differentiable in q, k, v) and den = Σ_{j≤t} K_tj (batch, heads, seq) float32.
+    seq, d_h) in v's dtype (differentiable in q, k, v) and den = Σ_{j≤t} K_tj (batch, heads, seq) float32
+    (summing K as rounded for K@v under bf16/fp16).
     """
     if triton is None:
         raise RuntimeError("causal_poly_attention needs triton (pip install 'triton>=3.0')")
