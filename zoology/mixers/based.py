@@ -129,20 +129,9 @@ class Based(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._merge(self._attend(*self._qkv(x)))
 
-    def _fused(self, q: torch.Tensor) -> bool:
-        """Whether this call runs the fused kernels: view "fused", or "auto" on CUDA where they run."""
-        if self.view == "fused":
-            if not poly_attention.available(q):
-                raise ValueError(
-                    f"view='fused' needs triton and {[str(d) for d in poly_attention.SUPPORTED_DTYPES]} "
-                    f"tensors on CUDA (or on the CPU under TRITON_INTERPRET=1); got {q.dtype} on {q.device}"
-                )
-            return True
-        return self.view == "auto" and q.device.type == "cuda" and poly_attention.available(q)
-
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """y (batch, H, seq, d_h) in v's dtype from q, k, v as projected, in the training view."""
-        if self._fused(q):
+        if poly_attention.use_fused(self.view, q):
             scale = 1 / math.sqrt(self.feature_dim)
             return poly_attention.causal_poly_attention(q, k, v, TAYLOR_COEFFS, scale, self.eps)[0]
         with _full_precision(q.device):

@@ -309,6 +309,19 @@ def available(x: torch.Tensor) -> bool:
     return x.device.type == "cuda" or (INTERPRETED and x.device.type == "cpu")
 
 
+def use_fused(view: str, x: torch.Tensor) -> bool:
+    """Whether a mixer's training view runs these kernels on x: view "fused" (an error where they
+    cannot run), or "auto" for CUDA tensors they support; other views never."""
+    if view == "fused":
+        if not available(x):
+            raise ValueError(
+                f"view='fused' needs triton and {[str(d) for d in SUPPORTED_DTYPES]} tensors on CUDA (or on "
+                f"the CPU under TRITON_INTERPRET=1); got {x.dtype} on {x.device}"
+            )
+        return True
+    return view == "auto" and x.device.type == "cuda" and available(x)
+
+
 def _padded(n: int) -> int:
     """The block width for a dimension of size n: a power of two ≥ 16 (what tl.dot needs)."""
     return max(16, triton.next_power_of_2(n))

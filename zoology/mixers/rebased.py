@@ -74,17 +74,6 @@ class ReBased(nn.Module):
         acc = torch.promote_types(x.dtype, torch.float32)
         return tuple(t.to(acc) for t in self._project(x))
 
-    def _fused(self, v: torch.Tensor) -> bool:
-        """Whether this call runs the fused kernels: view "fused", or "auto" on CUDA where they run."""
-        if self.view == "fused":
-            if not poly_attention.available(v):
-                raise ValueError(
-                    f"view='fused' needs triton and {[str(d) for d in poly_attention.SUPPORTED_DTYPES]} "
-                    f"tensors on CUDA (or on the CPU under TRITON_INTERPRET=1); got {v.dtype} on {v.device}"
-                )
-            return True
-        return self.view == "auto" and v.device.type == "cuda" and poly_attention.available(v)
-
     def _fused_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """y (batch, H, seq, d_h) in v's dtype: Σ K v / (Σ K + ε + ρ_t), K = (q̃·k̃/√f)², with
         ρ_t = 8·u·|φ(q̃_t)|·|z_t| as in `feature_attention.normalise` (|φ(q̃)| = |q̃|²/√f, z_t = Σ_{j≤t} φ(k̃_j))."""
@@ -106,7 +95,7 @@ class ReBased(nn.Module):
         """The output for every position and, with_state, the state (S, z) after the last one."""
         acc = torch.promote_types(x.dtype, torch.float32)
         q, k, v = (t.transpose(1, 2) for t in self._project(x))
-        if not self._fused(v):
+        if not poly_attention.use_fused(self.view, v):
             y, (states, normalisers) = fa.chunked(
                 q.to(acc), k.to(acc), v.to(acc), fa.square_kernel, fa.square_feature_map, self.eps, self.chunk_size
             )
