@@ -187,6 +187,7 @@ def test_fused_view_on_the_cpu_needs_the_interpreter_and_auto_stays_chunked(name
         mixers.build(name, d_model=32, view="recurrent")
 
 
+@pytest.mark.skipif(pa.triton is None, reason="needs triton")
 @pytest.mark.skipif(pa.INTERPRETED, reason="this is the interpreted run")
 def test_kernels_under_the_interpreter():
     env = {**os.environ, "TRITON_INTERPRET": "1"}
