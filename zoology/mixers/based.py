@@ -8,9 +8,10 @@ import math
 import torch
 from torch import nn
 
-from zoology.mixers import state_numel
+from zoology.mixers import poly_attention, state_numel
 
-VIEWS = ("chunked", "quadratic")
+VIEWS = ("auto", "chunked", "quadratic", "fused")
+TAYLOR_COEFFS = (1.0, 1.0, 0.5)
 
 
 def taylor_dim(feature_dim: int) -> int:
@@ -75,7 +76,10 @@ class Based(nn.Module):
     q = W_q x, k = W_k x ∈ R^{H×f}, v = W_v x ∈ R^{H×d_h}, no biases; φ the compact Taylor map with
     D = 1 + f + f(f+1)/2. Shapes: x (batch, seq, d_model) -> (batch, seq, d_model).
     Training views: "quadratic" (masked l×l kernel 1 + s + s²/2) or "chunked" (per chunk of
-    `chunk_size`: the quadratic view inside the chunk plus the state of the chunks before it).
+    `chunk_size`: the quadratic view inside the chunk plus the state of the chunks before it), both
+    in float32 with autocast off; "fused" (the Triton kernels of `poly_attention`, fed q, k, v in
+    their own dtype — bf16 under autocast — with float32 sums; CUDA, or the CPU under
+    TRITON_INTERPRET=1); "auto" (default): fused for CUDA tensors when triton imports, else chunked.
     State: S = Σ v φ(k)ᵀ (H, d_h, D) and z = Σ φ(k) (H, D), (d_model + H)·D elements per sequence,
     in float32 (float64 for float64 inputs), as are all sums, also under bf16 autocast.
     """
@@ -87,7 +91,7 @@ class Based(nn.Module):
         feature_dim: int = 16,
         num_heads: int = 1,
         eps: float = 1e-12,
-        view: str = "chunked",
+        view: str = "auto",
         chunk_size: int = 64,
     ):
         super().__init__()
@@ -123,13 +127,18 @@ class Based(nn.Module):
         return self.out_proj(y.transpose(1, 2).reshape(b, l, self.d_model))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = self._qkv(x)
-        with _full_precision(x.device):
-            y = self.attend(*_promote(q, k, v))
-        return self._merge(y.to(v.dtype))
+        return self._merge(self._attend(*self._qkv(x)))
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """y (batch, H, seq, d_h) in v's dtype from q, k, v as projected, in the training view."""
+        if poly_attention.use_fused(self.view, q):
+            scale = 1 / math.sqrt(self.feature_dim)
+            return poly_attention.causal_poly_attention(q, k, v, TAYLOR_COEFFS, scale, self.eps)[0]
+        with _full_precision(q.device):
+            return self.attend(*_promote(q, k, v)).to(v.dtype)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """The normalised linear attention in the training view, computed in the dtype of q, k, v."""
+        """The normalised linear attention in the quadratic or chunked view, in the dtype of q, k, v."""
         if self.view == "quadratic":
             num, den = quadratic_terms(q, k, v)
         else:
@@ -158,12 +167,12 @@ class Based(nn.Module):
 
     def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         q, k, v = self._qkv(x)
+        y = self._attend(q, k, v)
         with _full_precision(x.device):
-            q, k, v_acc = _promote(q, k, v)
-            y = self.attend(q, k, v_acc)
+            k, v = _promote(k, v)
             phi_k = self.feature_map(k)
-            state = {"S": v_acc.transpose(-1, -2) @ phi_k, "z": phi_k.sum(-2)}
-        return self._merge(y.to(v.dtype)), state
+            state = {"S": v.transpose(-1, -2) @ phi_k, "z": phi_k.sum(-2)}
+        return self._merge(y), state
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
         acc = torch.promote_types(dtype or torch.get_default_dtype(), torch.float32)
