@@ -136,7 +136,8 @@ class TrainConfig(_Strict):
     )
     cuda_graphs: bool = Field(True, description="on CUDA, capture each training step shape as a CUDA graph")
     compile: bool | Literal["auto"] = Field(
-        "auto", description="compile forward and loss with torch.compile, one graph per batch shape; auto: on CUDA"
+        "auto", description="compile forward and loss with torch.compile, one graph per batch shape; auto: on CUDA, "
+        "for runs of at least 5,000 steps"
     )
     logger: LoggerConfig | None = Field(None, description="Weights & Biases logging; off when None")
 
