@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from zoology import analysis, results
 from zoology.config import TrainConfig
+from zoology.plot import main as plot_main
 from zoology.results import RunDir
 
 SLICES = ({"input_seq_len": 32, "num_kv_pairs": 4}, {"input_seq_len": 64, "num_kv_pairs": 8})
@@ -296,3 +298,14 @@ def test_facets_get_their_own_fronts_and_panels(sweep):
     assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["panel = A", "panel = B"]
     with pytest.raises(ValueError, match="facet='nope'"):
         analysis.frontier_points(df, facet="nope")
+
+
+def test_a_saved_results_table_loads_and_plots_like_its_sweep(tmp_path, sweep):
+    df = results.load(sweep[0])
+    table = tmp_path / "sweep.csv"
+    df.to_csv(table, index=False)
+    again = results.load(table)
+    assert again["config.model.mixers"].tolist() == df["config.model.mixers"].tolist()
+    pd.testing.assert_frame_equal(analysis.frontier_points(again), analysis.frontier_points(df), check_dtype=False)
+    assert plot_main([str(table), "--metric", "best"]) == 0
+    assert (tmp_path / "sweep_frontier.png").stat().st_size > 0

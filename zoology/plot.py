@@ -1,5 +1,8 @@
 """Plot a sweep: `python -m zoology.plot runs/<sweep>` writes runs/<sweep>/frontier.png.
 
+The source can also be a CSV saved from `zoology.results.load` (PNG beside it, <stem>_<plot>.png);
+--plot curves needs the run directories.
+
 --plot frontier: accuracy against recurrent state (--x state) or decode throughput (--x throughput),
 each model at its best learning rate, each family's Pareto front as a line. --plot slices: accuracy
 per model and test slice. --plot curves: loss and accuracy per epoch for every run.
@@ -18,7 +21,10 @@ DPI = 150
 
 def default_output(sweep_dir: Path, plot: str, x: str) -> Path:
     name = "frontier_throughput" if plot == "frontier" and x == "throughput" else plot
-    return Path(sweep_dir) / f"{name}.png"
+    sweep_dir = Path(sweep_dir)
+    if sweep_dir.suffix == ".csv":
+        return sweep_dir.with_name(f"{sweep_dir.stem}_{name}.png")
+    return sweep_dir / f"{name}.png"
 
 
 def write_frontier(sweep_dir: str | Path, path: str | Path | None = None) -> Path:
@@ -32,7 +38,9 @@ def write_frontier(sweep_dir: str | Path, path: str | Path | None = None) -> Pat
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zoology.plot", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a sweep's results directory, e.g. runs/mqar")
+    parser.add_argument(
+        "sweep_dir", type=Path, help="a sweep's results directory (e.g. runs/mqar), or a CSV table saved from one"
+    )
     parser.add_argument("-o", "--output", type=Path, help="PNG path (default: SWEEP_DIR/<plot>.png)")
     parser.add_argument("--plot", choices=("frontier", "slices", "curves"), default="frontier")
     parser.add_argument("--x", choices=("state", "throughput"), default="state", help="frontier x-axis")
@@ -54,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--title", help="figure title (default: the sweep directory's name)")
     args = parser.parse_args(argv)
 
-    title = args.title if args.title is not None else args.sweep_dir.name
+    title = args.title if args.title is not None else args.sweep_dir.stem
     output = args.output or default_output(args.sweep_dir, args.plot, args.x)
     try:
         if args.plot == "curves":

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 from typing import Any
@@ -143,13 +144,36 @@ def throughput_columns(run: RunDir, device: str | None = None) -> dict[str, Any]
 
 def load(sweep_dir: str | Path, throughput_device: str | None = None) -> pd.DataFrame:
     """One row per finished run of a sweep directory (runs without result.json are left out), with
-    throughput columns where the run has a throughput.json (see `throughput_columns`)."""
+    throughput columns where the run has a throughput.json (see `throughput_columns`); or the rows
+    of a CSV saved from such a table (`load(d).to_csv(path, index=False)`), lists and dicts restored."""
+    if Path(sweep_dir).suffix == ".csv":
+        return read_table(sweep_dir)
     rows = [
         result_row(r.result(), r.config()) | throughput_columns(r, throughput_device)
         for r in run_dirs(sweep_dir)
         if r.is_finished()
     ]
     return pd.DataFrame(rows)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A results table from CSV, with the list and dict cells (configs, slices) parsed back."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"no results table {str(path)!r}")
+    df = pd.read_csv(path)
+    for column in df.columns:
+        if not pd.api.types.is_numeric_dtype(df[column]):
+            df[column] = df[column].astype(object).map(_literal)
+    return df
+
+
+def _literal(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "[{(":
+        try:
+            return ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+    return value
 
 
 SLICE_INT_COLUMNS = ("input_seq_len", "num_kv_pairs", "num_passes", "num_overwrites", "num_examples")

@@ -19,12 +19,18 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from zoology.config import DataConfig, TrainConfig
 from zoology.results import run_dirs
 
 Metric = Literal["last", "best"]
 
 SEED_FIELDS = ("seed", "data.seed")
-NOT_MODEL_FIELDS = ("name", "device", "lr", "data.cache_dir", *SEED_FIELDS)
+NOT_MODEL_FIELDS = (
+    "lr",
+    *SEED_FIELDS,
+    *TrainConfig.LAUNCH_FIELDS,
+    *(f"data.{name}" for name in DataConfig.LAUNCH_FIELDS),
+)
 FAMILY = "family"
 
 
@@ -156,7 +162,7 @@ def model_fields(row: pd.Series) -> dict[str, Any]:
         if not isinstance(value, (dict, list, tuple)) and pd.isna(value):
             continue
         _flatten(value, str(column)[len("config.") :], out)
-    return {k: v for k, v in out.items() if k not in NOT_MODEL_FIELDS}
+    return {k: v for k, v in out.items() if not any(k == f or k.startswith(f + ".") for f in NOT_MODEL_FIELDS)}
 
 
 def _short_names(keys: list[str]) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """python -m zoology.bench train: seconds per training epoch against the hardware floor.
 
 Trains a model preset on a data preset (default: the Based Figure 2 data) for a few epochs with the
-fast path (bf16 autocast, torch.compile and CUDA graphs on GPU; compiled even for these short runs) and, with --compare, the plain fp32 eager path, and
+fast path (bf16 autocast, torch.compile and CUDA graphs on GPU; compiled even
+for these short runs) and, with --compare, the plain fp32 eager path, and
 prints s/epoch, tokens/s, validation accuracy per epoch and the floor: the larger of
 (FLOPs of one epoch / measured matmul rate) and (a lower bound on bytes moved / measured copy rate).
 """
@@ -123,7 +124,7 @@ def main(argv: list[str]) -> int:
     for label, r in rows:
         accs = " ".join(f"{a:.3f}" for a in r["acc"])
         print(
-            f"| {label} | {r['steady']:.2f} | {r['first']:.2f} | {r['eval']:.2f} | {floor['tokens'] / r['steady']:,.0f} |"
-            f" {r['steady'] / floor_s:.1f} | {accs} |"
+            f"| {label} | {r['steady']:.2f} | {r['first']:.2f} | {r['eval']:.2f} |"
+            f" {floor['tokens'] / r['steady']:,.0f} | {r['steady'] / floor_s:.1f} | {accs} |"
         )
     return 0
