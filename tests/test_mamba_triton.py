@@ -1,7 +1,7 @@
 """The Triton selective scan against the sequential reference: y, h_last and the gradients of x, δ, A, B, C.
 
 Each case runs in triton's interpreter on the CPU (in a subprocess: TRITON_INTERPRET must be set before
-triton is first imported, and this process's triton stays compiled) and, when CUDA is present, compiled on the GPU.
+triton is first imported, and this process's triton stays compiled) or, when CUDA is present, compiled on the GPU.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def interpreted_errors() -> dict[str, dict[str, float]]:
     return json.loads(run.stdout.splitlines()[-1])
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with CUDA the compiled kernels are checked instead")
 @pytest.mark.parametrize("case", CASES)
 def test_triton_scan_in_the_interpreter_matches_reference(case, interpreted_errors):
     check(interpreted_errors[case], CASES[case].get("dtype", "float32"))

@@ -1,8 +1,7 @@
 """The fused polynomial-kernel attention kernels against the plain PyTorch reference, and the fused
 training view of Based and ReBased against their chunked view.
 
-The kernel checks run on every device mode present: compiled on CUDA when a GPU is there, and always
-in Triton's CPU interpreter. Triton decides between the two when it is imported (TRITON_INTERPRET=1)
+The kernel checks run compiled on CUDA when a GPU is there, and otherwise in Triton's CPU interpreter. Triton decides between the two when it is imported (TRITON_INTERPRET=1)
 and interpreting patches triton.language for the whole process, so `test_kernels_under_the_interpreter`
 runs this file again in a subprocess with TRITON_INTERPRET=1, where the device is "cpu".
 """
@@ -189,6 +188,7 @@ def test_fused_view_on_the_cpu_needs_the_interpreter_and_auto_stays_chunked(name
 
 @pytest.mark.skipif(pa.triton is None, reason="needs triton")
 @pytest.mark.skipif(pa.INTERPRETED, reason="this is the interpreted run")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with CUDA the compiled kernels are checked instead")
 def test_kernels_under_the_interpreter():
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     command = [sys.executable, "-m", "pytest", __file__, "-q", "-o", "addopts=", "-p", "no:cacheprovider"]
