@@ -1,8 +1,9 @@
 """The fused polynomial-kernel attention kernels against the plain PyTorch reference, and the fused
 training view of Based and ReBased against their chunked view.
 
-The kernel checks run compiled on CUDA when a GPU is there, and otherwise in Triton's CPU interpreter. Triton decides between the two when it is imported (TRITON_INTERPRET=1)
-and interpreting patches triton.language for the whole process, so `test_kernels_under_the_interpreter`
+The kernel checks run compiled on CUDA when a GPU is there, and otherwise in Triton's CPU
+interpreter. Triton decides between the two when it is imported (TRITON_INTERPRET=1) and
+interpreting patches triton.language for the whole process, so `test_kernels_under_the_interpreter`
 runs this file again in a subprocess with TRITON_INTERPRET=1, where the device is "cpu".
 """
 
