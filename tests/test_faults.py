@@ -184,3 +184,34 @@ def test_a_lock_is_held_while_its_process_lives_and_freed_when_it_is_killed(tmp_
     again = RunLock(run_path)
     assert again.acquire()
     again.release()
+
+
+@pytest.mark.parametrize("mode", [pytest.param(RAY, id="ray"), pytest.param([], id="sequential")])
+def test_a_run_killed_mid_way_resumes_from_its_checkpoint(tmp_path, procs, mode):
+    if mode:
+        pytest.importorskip("ray")
+    config = tiny_config("long", tmp_path / "record.txt", epochs=12)
+    config["data"]["train"][0]["num_examples"] = 3000
+    config["checkpoint_every"] = 0
+    sweep = write_sweep(tmp_path / "long.py", [config])
+    run = run_dir(tmp_path / "runs" / "long", config)
+
+    first = launch(sweep, tmp_path / "runs", *mode)
+    procs.append(first)
+    wait_for(lambda: run.checkpoint_path.exists() and len(run.metrics()) >= 3, what="a checkpoint after 3 epochs")
+    first.send_signal(signal.SIGKILL)
+    finish(first)
+    kill_group(first)
+    before = run.metrics()
+    assert not run.is_finished() and len(before) < 12
+
+    again = launch(sweep, tmp_path / "runs", *mode)
+    procs.append(again)
+    rc, out = finish(again)
+    assert rc == 0, out
+    check_complete(run, epochs=12)
+    after = run.metrics()
+    assert [r["epoch"] for r in after] == list(range(12))
+    # the epochs up to the checkpoint are the first attempt's records, timings included
+    assert after[: len(before) - 1] == before[: len(before) - 1]
+    assert not run.checkpoint_path.exists()

@@ -1,11 +1,13 @@
 import json
 
+import pytest
 import torch
 from conftest import tiny_config
 
 from zoology.config import TrainConfig
 from zoology.data import IGNORE_INDEX
 from zoology.model import LanguageModel
+from zoology.results import RunDir
 from zoology.train import pad_batch, query_loss, train
 
 
@@ -91,3 +93,38 @@ def test_padding_a_short_batch_keeps_loss_and_gradients():
         grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
     assert torch.allclose(grads[0][0], grads[1][0])
     assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(grads[0][1], grads[1][1]))
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_a_run_cut_short_resumes_from_its_checkpoint_and_ends_the_same(tmp_path):
+    config = tiny_config({"max_epochs": 4, "checkpoint_every": 0, "early_stopping_threshold": None})
+    whole = train(config, tmp_path / "whole")
+
+    def cut_after_second_epoch(record):
+        if record["epoch"] == 1:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(config, tmp_path / "cut", on_epoch=cut_after_second_epoch)
+    cut = RunDir(tmp_path / "cut")
+    assert cut.checkpoint_path.exists() and len(cut.metrics()) == 2 and not cut.is_finished()
+
+    seen = []
+    resumed = train(config, tmp_path / "cut", on_epoch=seen.append)
+    assert [r["epoch"] for r in seen] == [0, 1, 2, 3]
+    assert resumed["epochs"] == whole["epochs"] == 4
+    assert not cut.checkpoint_path.exists()
+    keys = ("epoch", "train_loss", "valid_loss", "valid_acc", "lr")
+    expected = [{k: r[k] for k in keys} for r in RunDir(tmp_path / "whole").metrics()]
+    assert [{k: r[k] for k in keys} for r in cut.metrics()] == expected
+    assert resumed["last"] == whole["last"]
+
+
+def test_no_checkpoint_when_checkpoint_every_is_none(tmp_path):
+    checkpoints = []
+    train(tiny_config({"checkpoint_every": None}), on_checkpoint=checkpoints.append)
+    train(tiny_config({"checkpoint_every": 0}), on_checkpoint=checkpoints.append)
+    assert len(checkpoints) == 1  # 2 epochs: only after the first, never after the last

@@ -139,9 +139,20 @@ class TrainConfig(_Strict):
         "auto", description="compile forward and loss with torch.compile, one graph per batch shape; auto: on CUDA, "
         "for runs of at least 5,000 steps"
     )
+    checkpoint_every: float | None = Field(
+        120.0, ge=0, description="seconds between end-of-epoch checkpoints (0: every epoch; None: never)"
+    )
     logger: LoggerConfig | None = Field(None, description="Weights & Biases logging; off when None")
 
-    LAUNCH_FIELDS: ClassVar[tuple[str, ...]] = ("name", "device", "precision", "cuda_graphs", "compile", "logger")
+    LAUNCH_FIELDS: ClassVar[tuple[str, ...]] = (
+        "name",
+        "device",
+        "precision",
+        "cuda_graphs",
+        "compile",
+        "checkpoint_every",
+        "logger",
+    )
 
     @field_validator("device")
     @classmethod

@@ -9,8 +9,9 @@ submits only as many tasks as can run at once, locking each run just before its 
 submitted, so a second launcher on the same sweep takes the runs this one has not reached yet.
 
 Results travel back to the driver, not through a file system: a task sends ("start"), one message
-per epoch, and returns the result; the driver writes the run directory (config.json when it
-submits, metrics.jsonl as epochs land, result.json last, atomically). Workers on other machines
+per epoch and one per checkpoint, and returns the result; the driver writes the run directory
+(config.json when it submits, metrics.jsonl as epochs land, checkpoint.pt, result.json last,
+atomically) and hands a run's checkpoint back to the task that resumes it. Workers on other machines
 therefore need zoology and any user mixer module importable, but no shared file system.
 """
 
@@ -128,8 +129,9 @@ def start_ray(options: RayOptions) -> dict:
     return ray.cluster_resources()
 
 
-def train_task(config_json: dict, events, threads: int) -> dict:
-    """Runs on a Ray worker: train one config, reporting its start and each epoch to `events`."""
+def train_task(config_json: dict, events, threads: int, resume: bytes | None = None) -> dict:
+    """Runs on a Ray worker: train one config (from the checkpoint `resume`, if given), reporting its
+    start, each epoch and each checkpoint to `events`."""
     import torch
 
     from zoology.train import train
@@ -138,7 +140,13 @@ def train_task(config_json: dict, events, threads: int) -> dict:
     config = TrainConfig.model_validate(config_json)
     events.put(("start", config.run_id, socket.gethostname()))
     try:
-        return train(config, None, on_epoch=lambda record: events.put(("epoch", config.run_id, record)))
+        return train(
+            config,
+            None,
+            on_epoch=lambda record: events.put(("epoch", config.run_id, record)),
+            resume=resume,
+            on_checkpoint=lambda data: events.put(("checkpoint", config.run_id, data)),
+        )
     finally:
         if torch.cuda.is_initialized():
             torch.cuda.empty_cache()
@@ -195,6 +203,8 @@ def run_parallel(
         elif kind == "epoch":
             p.run.append_metrics({k: v for k, v in payload.items() if k != "max_epochs"})
             progress.epoch(p, payload)
+        elif kind == "checkpoint":
+            p.run.write_checkpoint(payload)
 
     try:
         while True:
@@ -202,11 +212,12 @@ def run_parallel(
                 p, lock = taken
                 config = p.config.set({"device": where.device, "name": p.config.name})
                 config_json = config.model_dump(mode="json", exclude={"logger"})
+                resume = p.run.checkpoint()
                 p.run.start(config_json)
                 task = remote_train.options(
                     num_cpus=where.num_cpus, num_gpus=where.num_gpus, max_retries=0, name=f"zoology:{config.name}"
                 )
-                in_flight[task.remote(config_json, events, threads)] = (p, lock)
+                in_flight[task.remote(config_json, events, threads, resume)] = (p, lock)
                 by_run_id[p.config.run_id] = p
             if not in_flight:
                 break

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from zoology.utils import atomic_write_json
+from zoology.utils import atomic_write_bytes, atomic_write_json
 
 RESULT_FORMAT = 1
 THROUGHPUT_FORMAT = 1
@@ -36,12 +36,13 @@ class RunDir:
     result_path = property(lambda self: self.path / "result.json")
     error_path = property(lambda self: self.path / "error.txt")
     throughput_path = property(lambda self: self.path / "throughput.json")
+    checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
 
     def is_finished(self) -> bool:
         return self.result_path.exists()
 
     def start(self, config_json: dict) -> None:
-        """Clear what an earlier attempt left and record the config."""
+        """Clear what an earlier attempt left, except its checkpoint, and record the config."""
         self.path.mkdir(parents=True, exist_ok=True)
         for p in (self.result_path, self.error_path, self.metrics_path):
             p.unlink(missing_ok=True)
@@ -54,6 +55,14 @@ class RunDir:
 
     def write_result(self, result: dict) -> None:
         atomic_write_json(self.result_path, {"format": RESULT_FORMAT, **result})
+        self.checkpoint_path.unlink(missing_ok=True)
+
+    def write_checkpoint(self, data: bytes) -> None:
+        atomic_write_bytes(self.checkpoint_path, data)
+
+    def checkpoint(self) -> bytes | None:
+        """The bytes of an unfinished attempt's last checkpoint, if it left one."""
+        return self.checkpoint_path.read_bytes() if self.checkpoint_path.exists() else None
 
     def write_error(self, text: str) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ the device and are read once per epoch); logits are computed only at labelled po
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import sys
 import time
@@ -179,11 +180,25 @@ def evaluate(model: LanguageModel, segments: list[DeviceSegment], batch_size: in
     }
 
 
-def train(config: TrainConfig, run_dir: str | Path | None = None, on_epoch: EpochCallback | None = None) -> dict:
-    """Train `config`; write config.json, metrics.jsonl and finally result.json into `run_dir`."""
+def train(
+    config: TrainConfig,
+    run_dir: str | Path | None = None,
+    on_epoch: EpochCallback | None = None,
+    resume: bytes | None = None,
+    on_checkpoint: Callable[[bytes], None] | None = None,
+) -> dict:
+    """Train `config`; write config.json, metrics.jsonl and finally result.json into `run_dir`.
+
+    At the end of an epoch, once `config.checkpoint_every` seconds have passed since the last one, a
+    checkpoint (model, optimiser, RNG, the epochs' records) goes to `on_checkpoint` (with a run_dir:
+    its checkpoint.pt). Given `resume` (with a run_dir: that file, if an unfinished attempt left it),
+    training replays the checkpoint's epoch records and continues after its last epoch.
+    """
     started = time.perf_counter()
     run = RunDir(run_dir) if run_dir is not None else None
     if run:
+        resume = resume if resume is not None else run.checkpoint()
+        on_checkpoint = on_checkpoint or run.write_checkpoint
         run.start(config.model_dump(mode="json"))
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
@@ -217,7 +232,24 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, on_epoch: Epoc
     best: dict | None = None
     train_time = 0.0
     global_step = 0
-    for epoch in range(config.max_epochs):
+    if resume is not None:
+        saved = torch.load(io.BytesIO(resume), map_location=device, weights_only=True)
+        model.load_state_dict(saved["model"])
+        lrs = [group["lr"] for group in optimizer.param_groups]
+        optimizer.load_state_dict(saved["optimizer"])
+        for group, lr in zip(optimizer.param_groups, lrs):
+            group["lr"] = lr
+        history, best, train_time, global_step = saved["history"], saved["best"], saved["train_time"], saved["step"]
+        torch.set_rng_state(saved["rng"])
+        if device.type == "cuda" and "cuda_rng" in saved:
+            torch.cuda.set_rng_state(saved["cuda_rng"].cpu(), device)
+        for record in history:
+            if run:
+                run.append_metrics(record)
+            if on_epoch:
+                on_epoch({**record, "max_epochs": config.max_epochs})
+    last_checkpoint = time.perf_counter()
+    for epoch in range(len(history), config.max_epochs):
         model.train()
         epoch_start = time.perf_counter()
         step.loss_sum.zero_()
@@ -249,10 +281,21 @@ def train(config: TrainConfig, run_dir: str | Path | None = None, on_epoch: Epoc
             best = record
         if run:
             run.append_metrics(record)
+        threshold = config.early_stopping_threshold
+        stop = threshold is not None and record["valid_acc"] > threshold
+        due = config.checkpoint_every is not None and time.perf_counter() - last_checkpoint >= config.checkpoint_every
+        if on_checkpoint and due and not stop and epoch + 1 < config.max_epochs:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history}
+            state |= {"best": best, "train_time": train_time, "step": global_step, "rng": torch.get_rng_state()}
+            if device.type == "cuda":
+                state["cuda_rng"] = torch.cuda.get_rng_state(device)
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            on_checkpoint(buffer.getvalue())
+            last_checkpoint = time.perf_counter()
         if on_epoch:
             on_epoch({**record, "max_epochs": config.max_epochs})
-        threshold = config.early_stopping_threshold
-        if threshold is not None and record["valid_acc"] > threshold:
+        if stop:
             break
 
     last = history[-1]
