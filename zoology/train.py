@@ -240,7 +240,7 @@ def train(
         for group, lr in zip(optimizer.param_groups, lrs):
             group["lr"] = lr
         history, best, train_time, global_step = saved["history"], saved["best"], saved["train_time"], saved["step"]
-        torch.set_rng_state(saved["rng"])
+        torch.set_rng_state(saved["rng"].cpu())
         if device.type == "cuda" and "cuda_rng" in saved:
             torch.cuda.set_rng_state(saved["cuda_rng"].cpu(), device)
         for record in history:
