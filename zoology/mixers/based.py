@@ -142,10 +142,7 @@ class Based(nn.Module):
         q, k, v = self._qkv(x)
         if self.view == "quadratic" or poly_attention.use_fused(self.view, q):
             y = self._attend(q, k, v)
-            with torch.autocast(x.device.type, enabled=False):
-                k, v = _promote(k, v)
-                phi_k = self.feature_map(k)
-                state = (v.transpose(-1, -2) @ phi_k, phi_k.sum(-2))
+            state = fa.final_state(*_promote(k, v), self.feature_map)
         else:
             y, state = self._accumulate(q, k, v)
             y = y.to(v.dtype)

@@ -46,9 +46,21 @@ def normalise(
     the computed denominator is rounding noise of either sign. The floor ρ keeps the output
     finite and of the order of the values there, and changes it by O(u) relative elsewhere.
     """
-    with torch.no_grad():
-        rounding = 8 * torch.finfo(denominator.dtype).eps * phi_q.norm(dim=-1) * normalisers.norm(dim=-1)
+    rounding = rounding_floor(phi_q.norm(dim=-1), normalisers.norm(dim=-1), denominator.dtype)
     return numerator / (denominator.clamp_min(0.0) + eps + rounding)[..., None]
+
+
+def rounding_floor(phi_q_norm: torch.Tensor, normalisers_norm: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """ρ = 8·u·|φ(q_t)|·|z_t| (u the unit roundoff of `dtype`), without gradient: see `normalise`."""
+    return (8 * torch.finfo(dtype).eps * phi_q_norm * normalisers_norm).detach()
+
+
+def final_state(k: torch.Tensor, v: torch.Tensor, feature_map: FeatureMap) -> tuple[torch.Tensor, torch.Tensor]:
+    """The recurrent state after the whole sequence, S = Σ v φ(k)ᵀ (…, d_h, D) and z = Σ φ(k) (…, D),
+    computed in the dtype of k and v with autocast off."""
+    with torch.autocast(k.device.type, enabled=False):
+        phi_k = feature_map(k)
+        return v.transpose(-1, -2) @ phi_k, phi_k.sum(-2)
 
 
 def quadratic(

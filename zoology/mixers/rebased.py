@@ -82,7 +82,7 @@ class ReBased(nn.Module):
             q_acc, k_acc = q.to(acc), k.to(acc)
             z_norm = fa.square_feature_map(k_acc).cumsum(-2).norm(dim=-1)
             phi_q_norm = q_acc.square().sum(-1) / math.sqrt(self.feature_dim)
-            offset = self.eps + 8 * torch.finfo(acc).eps * phi_q_norm * z_norm
+            offset = self.eps + fa.rounding_floor(phi_q_norm, z_norm, acc)
         scale = 1 / math.sqrt(self.feature_dim)
         return poly_attention.causal_poly_attention(q.to(v.dtype), k.to(v.dtype), v, SQUARE_COEFFS, scale, offset)[0]
 
@@ -103,9 +103,8 @@ class ReBased(nn.Module):
         y = self._merge(self._fused_attend(q, k, v))
         if not with_state:
             return y, None
-        with torch.autocast(x.device.type, enabled=False):
-            phi_k = fa.square_feature_map(k.to(acc))
-            return y, {"S": v.to(acc).transpose(-1, -2) @ phi_k, "z": phi_k.sum(-2)}
+        S, z = fa.final_state(k.to(acc), v.to(acc), fa.square_feature_map)
+        return y, {"S": S, "z": z}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._parallel(x, with_state=False)[0]
