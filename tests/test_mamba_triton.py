@@ -120,21 +120,6 @@ def test_on_cuda_auto_is_triton_up_to_float32_and_the_chunked_scan_for_float64()
         assert type(y.grad_fn).__name__ == backward, dtype
 
 
-def _allow_numpy_2_4_in_old_interpreters() -> None:
-    """triton < 3.8's interpreter turns scalar arguments into ints with int(1-element array), which NumPy 2.4
-    refuses; squeeze first, as later triton does."""
-    from triton.runtime import interpreter
-
-    patch = interpreter._patch_lang_tensor
-
-    def patch_with_squeeze(tensor):
-        patch(tensor)
-        tensor.__index__ = lambda self: int(self.handle.data.squeeze())
-
-    interpreter._patch_lang_tensor = patch_with_squeeze
-
-
 if __name__ == "__main__":
     assert os.environ.get("TRITON_INTERPRET") == "1", "run through pytest, which sets TRITON_INTERPRET=1"
-    _allow_numpy_2_4_in_old_interpreters()
     print(json.dumps({case: scan_errors(**kwargs, device="cpu") for case, kwargs in CASES.items()}))

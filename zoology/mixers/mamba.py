@@ -12,7 +12,6 @@ that each walk the sequence once per (sequence, block of channels) with the stat
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -20,8 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-tl = None
-"""triton.language, bound on first use of the Triton scan so that this module imports without triton."""
+from zoology.mixers.triton_support import jit, tl, triton
 
 
 def reference_scan(
@@ -174,6 +172,7 @@ class _SelectiveScan(torch.autograd.Function):
         return grad_delta_x.mul_(delta), grad_delta, grad_A_T.T, grad_B, grad_C, None
 
 
+@jit
 def _scan_forward_kernel(
     x_ptr,
     delta_ptr,
@@ -219,6 +218,7 @@ def _scan_forward_kernel(
     tl.store(states_ptr + tl.cdiv(seq, CHUNK) * x_stride * N + state_offset, h, mask=dn_ok)
 
 
+@jit
 def _scan_backward_kernel(
     x_ptr,
     delta_ptr,
@@ -311,24 +311,9 @@ _TRITON_CHUNK = 16
 """Positions between the states the Triton forward keeps for its backward."""
 
 
-@functools.cache
-def _triton_kernels():
-    """(forward, backward) Triton kernels; binds the module's `tl` (raises ImportError without triton)."""
-    global tl
-    import triton
-    import triton.language
-
-    tl = triton.language
-    return triton.jit(_scan_forward_kernel), triton.jit(_scan_backward_kernel)
-
-
 def triton_available() -> bool:
     """Whether the Triton scan can run (triton importable)."""
-    try:
-        _triton_kernels()
-    except ImportError:
-        return False
-    return True
+    return triton is not None
 
 
 class _TritonSelectiveScan(torch.autograd.Function):
@@ -337,16 +322,15 @@ class _TritonSelectiveScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, delta, A, B, C, block_d, num_warps, stages):
-        forward_kernel, _ = _triton_kernels()
         seq, batch, d_in = x.shape
         N = A.shape[1]
         x, delta, A, B, C = (t.contiguous() for t in (x, delta, A, B, C))
         y = torch.empty_like(x)
         states = x.new_empty(-(-seq // _TRITON_CHUNK) + 1, batch, d_in, N, dtype=torch.float32)
         grid = (batch, -(-d_in // block_d))
-        forward_kernel[grid](
+        _scan_forward_kernel[grid](
             x, delta, A, B, C, y, states, seq, batch, d_in, N,
-            CHUNK=_TRITON_CHUNK, BLOCK_D=block_d, N_PAD=_next_power_of_2(N), STAGES=stages, num_warps=num_warps,
+            CHUNK=_TRITON_CHUNK, BLOCK_D=block_d, N_PAD=triton.next_power_of_2(N), STAGES=stages, num_warps=num_warps,
         )  # fmt: skip
         ctx.block_d, ctx.num_warps, ctx.stages = block_d, num_warps, stages
         ctx.save_for_backward(x, delta, A, B, C, states)
@@ -357,16 +341,15 @@ class _TritonSelectiveScan(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y, grad_h_last):
-        _, backward_kernel = _triton_kernels()
         x, delta, A, B, C, states = ctx.saved_tensors
         seq, batch, d_in = x.shape
-        N, N_PAD, block_d = A.shape[1], _next_power_of_2(A.shape[1]), ctx.block_d
+        N, N_PAD, block_d = A.shape[1], triton.next_power_of_2(A.shape[1]), ctx.block_d
         d_blocks = -(-d_in // block_d)
         grad_x, grad_delta = torch.empty_like(x), torch.empty_like(delta)
         grad_A = x.new_empty(batch, d_in, N, dtype=torch.float32)
         grad_B, grad_C = (x.new_empty(d_blocks, seq, batch, N, dtype=torch.float32) for _ in range(2))
         scratch = x.new_empty(batch * d_blocks, _TRITON_CHUNK, block_d, N_PAD, dtype=torch.float32)
-        backward_kernel[(batch, d_blocks)](
+        _scan_backward_kernel[(batch, d_blocks)](
             x, delta, A, B, C, states, grad_y.contiguous(), scratch, grad_x, grad_delta, grad_A, grad_B, grad_C,
             seq, batch, d_in, N, CHUNK=_TRITON_CHUNK, BLOCK_D=block_d, N_PAD=N_PAD, STAGES=ctx.stages,
             num_warps=ctx.num_warps,
@@ -375,14 +358,10 @@ class _TritonSelectiveScan(torch.autograd.Function):
         return grad_x, grad_delta, grad_A, grad_B, grad_C, None, None, None
 
 
-def _next_power_of_2(n: int) -> int:
-    return 1 << max(0, n - 1).bit_length()
-
-
 def _triton_config(d_in: int, d_state: int, tile: int = 1024) -> tuple[int, int, int]:
     """(channels per program, warps, pipeline stages): about `tile` state elements per program
     (the fastest of 36 settings on an H100 at d_in 256, N 16, batch 256, seq 256: 1.53 ms fwd+bwd)."""
-    block_d = max(1, min(tile // _next_power_of_2(d_state), _next_power_of_2(d_in)))
+    block_d = max(1, min(tile // triton.next_power_of_2(d_state), triton.next_power_of_2(d_in)))
     return block_d, 2, 3
 
 

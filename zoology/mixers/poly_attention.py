@@ -35,19 +35,11 @@ import contextlib
 
 import torch
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError:
-    triton = tl = None
+from zoology.mixers.triton_support import INTERPRETED, tl, triton
+from zoology.mixers.triton_support import jit as _jit
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 BLOCK = 64
-
-
-def _jit(fn):
-    """triton.jit where triton is installed; elsewhere the plain function, never launched."""
-    return triton.jit(fn) if triton is not None else fn
 
 
 @_jit
@@ -278,27 +270,6 @@ def _backward_dkdv_kernel(
     )  # fmt: skip
     _store_rows(dk_ptr + b * dk_sb + h * dk_sh, cols, dk_sl, seq_len, dk * scale, F, FP)
     _store_rows(dv_ptr + b * dv_sb + h * dv_sh, cols, dv_sl, seq_len, dv, DH, DP)
-
-
-INTERPRETED = triton is not None and not isinstance(_forward_kernel, triton.runtime.JITFunction)
-
-
-def _interpreter_reads_one_element_bounds() -> None:
-    """Triton's interpreter (3.5) holds scalars as one-element arrays and turns a loop bound into an
-    int with int(array), which numpy >= 2.4 refuses; make it read the element instead."""
-    from triton.runtime import interpreter
-
-    patch_tensor = interpreter._patch_lang_tensor
-
-    def patched(tensor, *args, **kwargs):
-        patch_tensor(tensor, *args, **kwargs)
-        tensor.__index__ = lambda self: int(self.handle.data.reshape(-1)[0])
-
-    interpreter._patch_lang_tensor = patched
-
-
-if INTERPRETED and hasattr(triton.runtime, "interpreter"):
-    _interpreter_reads_one_element_bounds()
 
 
 def available(x: torch.Tensor) -> bool:
