@@ -14,6 +14,7 @@ square stays exactly ≥ 0 there.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -22,6 +23,17 @@ import torch.nn.functional as F
 
 Kernel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 FeatureMap = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _autocast_off(fn):
+    """Run fn with autocast off on its first tensor argument's device, so it computes in the dtype given."""
+
+    @functools.wraps(fn)
+    def wrapped(first, *args, **kwargs):
+        with torch.autocast(first.device.type, enabled=False):
+            return fn(first, *args, **kwargs)
+
+    return wrapped
 
 
 def square_feature_map(x: torch.Tensor) -> torch.Tensor:
@@ -55,25 +67,18 @@ def rounding_floor(phi_q_norm: torch.Tensor, normalisers_norm: torch.Tensor, dty
     return (8 * torch.finfo(dtype).eps * phi_q_norm * normalisers_norm).detach()
 
 
+@_autocast_off
 def final_state(k: torch.Tensor, v: torch.Tensor, feature_map: FeatureMap) -> tuple[torch.Tensor, torch.Tensor]:
-    """The recurrent state after the whole sequence, S = Σ v φ(k)ᵀ (…, d_h, D) and z = Σ φ(k) (…, D),
-    computed in the dtype of k and v with autocast off."""
-    with torch.autocast(k.device.type, enabled=False):
-        phi_k = feature_map(k)
-        return v.transpose(-1, -2) @ phi_k, phi_k.sum(-2)
+    """The recurrent state after the whole sequence, S = Σ v φ(k)ᵀ (…, d_h, D) and z = Σ φ(k) (…, D)."""
+    phi_k = feature_map(k)
+    return v.transpose(-1, -2) @ phi_k, phi_k.sum(-2)
 
 
+@_autocast_off
 def quadratic(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: Kernel, feature_map: FeatureMap, eps: float
 ) -> torch.Tensor:
     """The reference view: the full causal l×l kernel matrix. Returns y (batch, heads, seq, d_h)."""
-    with torch.autocast(q.device.type, enabled=False):
-        return _quadratic(q, k, v, kernel, feature_map, eps)
-
-
-def _quadratic(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: Kernel, feature_map: FeatureMap, eps: float
-) -> torch.Tensor:
     seq_len = q.shape[-2]
     scores = kernel(q, k)
     causal = torch.ones(seq_len, seq_len, dtype=torch.bool, device=q.device).tril()
@@ -83,6 +88,7 @@ def _quadratic(
     return normalise(scores @ v, scores.sum(-1), phi_q, normalisers, eps)
 
 
+@_autocast_off
 def chunked(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -93,19 +99,6 @@ def chunked(
     chunk_size: int,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """The training view: returns y (batch, heads, seq, d_h) and the final state (S, z)."""
-    with torch.autocast(q.device.type, enabled=False):
-        return _chunked(q, k, v, kernel, feature_map, eps, chunk_size)
-
-
-def _chunked(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    kernel: Kernel,
-    feature_map: FeatureMap,
-    eps: float,
-    chunk_size: int,
-) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     b, h, seq_len, _ = q.shape
     n_chunks = -(-seq_len // chunk_size)
     pad = n_chunks * chunk_size - seq_len
@@ -133,6 +126,7 @@ def _chunked(
     return y, (states[:, :, -1].transpose(-1, -2), normalisers[:, :, -1])
 
 
+@_autocast_off
 def step(
     q_t: torch.Tensor,
     k_t: torch.Tensor,
@@ -142,18 +136,6 @@ def step(
     eps: float,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """One token: q_t, k_t (batch, heads, f), v_t (batch, heads, d_h) -> y_t (batch, heads, d_h)."""
-    with torch.autocast(q_t.device.type, enabled=False):
-        return _step(q_t, k_t, v_t, state, feature_map, eps)
-
-
-def _step(
-    q_t: torch.Tensor,
-    k_t: torch.Tensor,
-    v_t: torch.Tensor,
-    state: tuple[torch.Tensor, torch.Tensor],
-    feature_map: FeatureMap,
-    eps: float,
-) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     states, normalisers = state
     phi_q, phi_k = feature_map(q_t), feature_map(k_t)
     states = states + v_t[..., :, None] * phi_k[..., None, :]
