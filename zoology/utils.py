@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,21 @@ def sync(device: torch.device) -> None:
     """Wait for queued device work (a no-op off CUDA), so host clocks time what ran."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def timings(fn: Callable[..., Any], device: torch.device, warmup: int, repeats: int, setup=None) -> list[float]:
+    """Seconds of each of `repeats` calls fn(*setup()) after `warmup` untimed ones, the device synchronised
+    before and after each (setup, if given, runs outside the clock)."""
+    times = []
+    for i in range(warmup + repeats):
+        args = setup() if setup else ()
+        sync(device)
+        start = time.perf_counter()
+        fn(*args)
+        sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
 
 
 def content_hash(obj: Any, length: int = 12) -> str:

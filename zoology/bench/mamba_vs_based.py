@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
 from zoology import mixers
 from zoology.bench.mixers import time_mixer
 from zoology.mixers.mamba import _triton_config, _TritonSelectiveScan, selective_scan, triton_available
-from zoology.utils import pick_device, sync
+from zoology.utils import pick_device, timings
 
 SWEEP = [(block_d, warps, stages) for block_d in (8, 16, 32, 64) for warps in (1, 2, 4) for stages in (1, 3, 5)]
 
@@ -51,14 +50,7 @@ def scan_discrepancy(inputs: list[torch.Tensor]) -> dict[str, float]:
 def time_scan(scan, inputs: list[torch.Tensor], repeats: int, warmup: int) -> float:
     """Median ms of scan(*inputs) forward then backward of a fixed output gradient."""
     grad_y = torch.ones_like(inputs[0])
-    times = []
-    for i in range(warmup + repeats):
-        sync(inputs[0].device)
-        start = time.perf_counter()
-        torch.autograd.grad(scan(*inputs)[0], inputs, grad_y)
-        sync(inputs[0].device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
+    times = timings(lambda: torch.autograd.grad(scan(*inputs)[0], inputs, grad_y), inputs[0].device, warmup, repeats)
     return 1e3 * statistics.median(times)
 
 

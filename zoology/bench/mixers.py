@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
 from zoology import mixers
-from zoology.utils import pick_device, sync
+from zoology.utils import pick_device, timings
 
 
 def time_mixer(
@@ -34,18 +33,18 @@ def time_mixer(
     mixer = mixers.build(name, d_model=d_model, layer_idx=0, **kwargs).to(device).train()
     x = torch.randn(batch, seq_len, d_model, device=device, requires_grad=True)
     grad = torch.randn(batch, seq_len, d_model, device=device)
-    times = []
-    for i in range(warmup + repeats):
+
+    def clear_grads():
         mixer.zero_grad(set_to_none=True)
         x.grad = None
-        sync(device)
-        start = time.perf_counter()
+        return ()
+
+    def forward_backward():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             y = mixer(x)
         y.backward(grad.to(y.dtype))
-        sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
+
+    times = timings(forward_backward, device, warmup, repeats, setup=clear_grads)
     median = statistics.median(times)
     return {
         "mixer": spec,

@@ -31,7 +31,6 @@ import json
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +44,7 @@ from zoology import mixers
 from zoology.config import ModelConfig, TrainConfig
 from zoology.model import LanguageModel
 from zoology.results import THROUGHPUT_FORMAT, RunDir, run_dirs
-from zoology.utils import atomic_write_json, pick_device, sync
+from zoology.utils import atomic_write_json, pick_device, sync, timings
 
 BATCH_SIZES = (1, 16, 64, 256)
 CONTEXTS = (256, 1024, 4096)
@@ -171,16 +170,7 @@ def _clone(tree: Any) -> Any:
 
 
 def _median_time(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int, setup=None) -> float:
-    times = []
-    for i in range(warmup + repeats):
-        args = setup() if setup else ()
-        sync(device)
-        start = time.perf_counter()
-        fn(*args)
-        sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(timings(fn, device, warmup, repeats, setup))
 
 
 def _peak_bytes(fn: Callable[[], Any], device: torch.device) -> tuple[Any, int | None]:
