@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -63,9 +64,15 @@ def _promote(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(t.to(acc) for t in tensors)
 
 
+def _full_precision(device: torch.device):
+    """Autocast off, so the sums below run in the dtype of their inputs."""
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 class Based(nn.Module):
-    """Per head: y_t = Σ_{j≤t} (φ(q_t)·φ(k_j)) v_j / (φ(q_t)·Σ_{j≤t} φ(k_j) + ε), then W_o (the views
-    and the step are `feature_attention`'s, whose denominator adds an O(u)-relative rounding floor).
+    """Per head: y_t = Σ_{j≤t} (φ(q_t)·φ(k_j)) v_j / (φ(q_t)·Σ_{j≤t} φ(k_j) + ε), then W_o.
 
     q = W_q x, k = W_k x ∈ R^{H×f}, v = W_v x ∈ R^{H×d_h}, no biases; φ the compact Taylor map with
     D = 1 + f + f(f+1)/2. Shapes: x (batch, seq, d_model) -> (batch, seq, d_model).
@@ -128,25 +135,42 @@ class Based(nn.Module):
         if poly_attention.use_fused(self.view, q):
             scale = 1 / math.sqrt(self.feature_dim)
             return poly_attention.causal_poly_attention(q, k, v, TAYLOR_COEFFS, scale, self.eps)[0]
-        return self._accumulate(q, k, v)[0].to(v.dtype)
+        with _full_precision(q.device):
+            return self.attend(*_promote(q, k, v)).to(v.dtype)
 
-    def _accumulate(self, q, k, v) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
-        """The quadratic or chunked view in float32 (float64 for float64 inputs): y and, from the
-        chunked view, the final state (S, z)."""
-        q, k, v = _promote(q, k, v)
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The normalised linear attention in the quadratic or chunked view, in the dtype of q, k, v."""
         if self.view == "quadratic":
-            return fa.quadratic(q, k, v, taylor_scores, self.feature_map, self.eps), None
-        return fa.chunked(q, k, v, taylor_scores, self.feature_map, self.eps, self.chunk_size)
+            num, den = quadratic_terms(q, k, v)
+        else:
+            num, den = self._chunked_terms(q, k, v)
+        return num / (den[..., None] + self.eps)
+
+    def _chunked_terms(self, q, k, v) -> tuple[torch.Tensor, torch.Tensor]:
+        """Numerator (b, H, l, d_h) and denominator (b, H, l): quadratic inside each chunk of c
+        positions, plus φ(q)·S and φ(q)·z with S, z summed over the earlier chunks only."""
+        b, h, l, _ = q.shape
+        c = min(self.chunk_size, l)
+        n = -(-l // c)
+        if n == 1:
+            return quadratic_terms(q, k, v)
+        pad = n * c - l
+        q, k, v = (torch.nn.functional.pad(t, (0, 0, 0, pad)).view(b, h, n, c, t.shape[-1]) for t in (q, k, v))
+        num, den = quadratic_terms(q, k, v)
+        phi_q, phi_k = self.feature_map(q), self.feature_map(k)
+        kv = phi_k.transpose(-1, -2) @ v
+        k_sum = phi_k.sum(-2)
+        states = torch.cat([torch.zeros_like(kv[:, :, :1]), kv[:, :, :-1].cumsum(2)], dim=2)
+        normalisers = torch.cat([torch.zeros_like(k_sum[:, :, :1]), k_sum[:, :, :-1].cumsum(2)], dim=2)
+        num = num + phi_q @ states
+        den = den + (phi_q @ normalisers[..., None])[..., 0]
+        return num.reshape(b, h, n * c, -1)[:, :, :l], den.reshape(b, h, n * c)[:, :, :l]
 
     def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         q, k, v = self._qkv(x)
-        if self.view == "quadratic" or poly_attention.use_fused(self.view, q):
-            y = self._attend(q, k, v)
-            state = fa.final_state(*_promote(k, v), self.feature_map)
-        else:
-            y, state = self._accumulate(q, k, v)
-            y = y.to(v.dtype)
-        return self._merge(y), {"S": state[0], "z": state[1]}
+        y = self._attend(q, k, v)
+        S, z = fa.final_state(*_promote(k, v), self.feature_map)
+        return self._merge(y), {"S": S, "z": z}
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
         acc = torch.promote_types(dtype or torch.get_default_dtype(), torch.float32)
@@ -157,14 +181,23 @@ class Based(nn.Module):
         }
 
     def step(self, x_t: torch.Tensor, state: dict[str, torch.Tensor]):
-        q, k, v = (t[:, :, 0].to(state["S"].dtype) for t in self._qkv(x_t[:, None]))
-        y, (S, z) = fa.step(q, k, v, (state["S"], state["z"]), self.feature_map, self.eps)
-        return self._merge(y[:, :, None].to(x_t.dtype))[:, 0], {"S": S, "z": z}
+        q, k, v = (t[:, :, 0] for t in self._qkv(x_t[:, None]))
+        with _full_precision(x_t.device):
+            acc = state["S"].dtype
+            phi_q, phi_k = self.feature_map(q.to(acc)), self.feature_map(k.to(acc))
+            S = state["S"] + v.to(acc)[..., None] * phi_k[..., None, :]
+            z = state["z"] + phi_k
+            y = (S @ phi_q[..., None])[..., 0] / ((z * phi_q).sum(-1, keepdim=True) + self.eps)
+        return self._merge(y[:, :, None].to(v.dtype))[:, 0], {"S": S, "z": z}
 
     def state_size(self, seq_len: int) -> int:
         return state_numel(self.init_state(1, device="meta"))
 
 
-def taylor_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """K(q_t, k_j) = 1 + s + s²/2 with s = q_t·k_j/√f for every pair: (…, lq, f), (…, lk, f) -> (…, lq, lk)."""
-    return taylor_kernel(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]))
+def quadratic_terms(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ_{j≤t} K(q_t, k_j) v_j and Σ_{j≤t} K(q_t, k_j) with K = 1 + s + s²/2, s = q·k/√f, over the
+    last-but-one axis: q, k (…, l, f), v (…, l, d_h) -> (…, l, d_h), (…, l)."""
+    l, f = q.shape[-2], q.shape[-1]
+    causal = torch.ones(l, l, dtype=torch.bool, device=q.device).tril()
+    weights = taylor_kernel(q @ k.transpose(-1, -2) / math.sqrt(f)).masked_fill(~causal, 0.0)
+    return weights @ v, weights.sum(-1)
