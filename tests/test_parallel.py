@@ -7,7 +7,7 @@ import os
 import pytest
 from sweep_helpers import check_complete, finish, kill_group, launch, run_dir, tiny_config, trainings, write_sweep
 
-from zoology.parallel import RayOptions, placement, reusable_workers
+from zoology.parallel import RayOptions, placement
 from zoology.runlock import RunLock
 
 
@@ -22,7 +22,7 @@ def test_ray_sweep_trains_in_worker_processes_and_prints_each_accuracy(tmp_path)
     finally:
         kill_group(proc)
     assert rc == 0, out
-    assert "2 runs at a time on cpu (1 CPU each)" in out
+    assert "2 runs at a time on cpu: 2 worker(s) of 1 CPU, 1 run(s) each" in out
     for config in configs:
         result = check_complete(run_dir(tmp_path / "runs" / "par", config), epochs=2)
         assert f"done    {config['name']:<40} acc {result['last']['acc']:.4f}" in out
@@ -80,25 +80,20 @@ def test_parallel_without_ray_says_how_to_install_it(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_placement_packs_runs_per_gpu_and_cpus_per_run():
+def test_placement_gives_each_gpu_one_worker_training_k_runs_at_once():
     gpu_host = {"CPU": 16.0, "GPU": 2.0}
     p = placement(RayOptions(runs_per_gpu=4), gpu_host)
-    assert (p.num_gpus, p.num_cpus, p.device, p.slots) == (0.25, 1.0, "cuda", 8)
+    assert (p.num_gpus, p.num_cpus, p.device, p.workers, p.runs_per_worker, p.slots) == (1, 4, "cuda", 2, 4, 8)
     p = placement(RayOptions(runs_per_gpu=3, cpus_per_run=4), gpu_host)
-    assert (p.num_gpus, p.slots) == (0.3333, 4)  # CPUs bound it: 16 / 4
+    assert (p.num_cpus, p.workers, p.slots) == (12, 1, 3)  # CPUs bound it: 16 / 12
     p = placement(RayOptions(runs_per_gpu=2, device="cpu"), gpu_host)
-    assert (p.num_gpus, p.device, p.slots) == (0.0, "cpu", 16)
+    assert (p.num_gpus, p.device, p.workers, p.runs_per_worker) == (0.0, "cpu", 16, 1)
     p = placement(RayOptions(cpus_per_run=2), {"CPU": 5.0})
     assert (p.num_gpus, p.device, p.slots) == (0.0, "cpu", 2)
     with pytest.raises(SystemExit, match="needs 8 CPUs"):
         placement(RayOptions(cpus_per_run=8), {"CPU": 2.0})
-
-
-def test_workers_are_reused_only_where_a_task_cannot_land_on_another_gpu():
-    assert reusable_workers([{"Resources": {"CPU": 2.0}, "Alive": True}])
-    assert reusable_workers([{"Resources": {"CPU": 16.0, "GPU": 1.0}, "Alive": True}] * 3)
-    assert not reusable_workers([{"Resources": {"CPU": 16.0, "GPU": 2.0}, "Alive": True}])
-    assert reusable_workers([{"Resources": {"GPU": 8.0}, "Alive": False}, {"Resources": {"GPU": 1.0}, "Alive": True}])
+    with pytest.raises(SystemExit, match="--runs-per-gpu=8 at --cpus-per-run=1 needs 8 CPUs per GPU"):
+        placement(RayOptions(runs_per_gpu=8), {"CPU": 4.0, "GPU": 1.0})
 
 
 @pytest.mark.parametrize(

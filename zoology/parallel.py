@@ -1,17 +1,19 @@
-"""Sweep runs as Ray tasks: `python -m zoology.launch SWEEP.py -p` (needs the `parallel` extra).
+"""Sweep runs on Ray workers: `python -m zoology.launch SWEEP.py -p` (needs the `parallel` extra).
 
-Each run is one task with max_retries=0. On a cluster with GPUs a task asks for 1/K of a GPU
-(--runs-per-gpu K) and --cpus-per-run CPUs; Ray sets CUDA_VISIBLE_DEVICES for it and the run trains
-on "cuda" (on nodes with several GPUs each run gets a fresh worker process, as a CUDA context
-cannot follow a task to another GPU; elsewhere workers are reused). Without GPUs (or with
---device cpu) a task asks for --cpus-per-run CPUs and uses as many torch threads. The driver
-submits only as many tasks as can run at once, locking each run just before its task is
-submitted, so a second launcher on the same sweep takes the runs this one has not reached yet.
+A worker is a Ray actor, one process. On a cluster with GPUs there is one worker per GPU (Ray sets
+its CUDA_VISIBLE_DEVICES); it asks for K × --cpus-per-run CPUs and trains up to K runs at once
+(--runs-per-gpu K), each in a thread of its own with a CUDA stream of its own, so that their kernels
+run side by side: separate processes on one GPU only take turns. Without GPUs (or with --device cpu)
+each worker asks for --cpus-per-run CPUs, uses as many torch threads and trains one run at a time.
+A run that raises fails alone; a worker that dies fails the runs it was training and is replaced
+(runs handed to it that had not begun go to another). The driver hands out only as many runs as
+there are free places, locking each run just before, so a second launcher on the same sweep takes
+the runs this one has not reached yet.
 
-Results travel back to the driver, not through a file system: a task sends ("start"), one message
+Results travel back to the driver, not through a file system: a run sends ("start"), one message
 per epoch and one per checkpoint, and returns the result; the driver writes the run directory
 (config.json when it submits, metrics.jsonl as epochs land, checkpoint.pt, result.json last,
-atomically) and hands a run's checkpoint back to the task that resumes it. Workers on other machines
+atomically) and hands a run's checkpoint back to the worker that resumes it. Workers on other machines
 therefore need zoology and any user mixer module importable, but no shared file system.
 """
 
@@ -83,33 +85,43 @@ class RayOptions:
 
 @dataclass
 class Placement:
-    """What each task asks Ray for, the device its run uses, and how many run at once."""
+    """What each worker asks Ray for, the device its runs use, and how many workers train how many
+    runs each at once."""
 
     num_cpus: float
     num_gpus: float
     device: str
-    slots: int
+    workers: int
+    runs_per_worker: int
+
+    @property
+    def slots(self) -> int:
+        return self.workers * self.runs_per_worker
 
     def describe(self, resources: dict) -> str:
-        each = f"{self.num_cpus:g} CPU" + (f" + {self.num_gpus:.4g} GPU" if self.num_gpus else "")
+        each = f"{self.num_cpus:g} CPU" + (f" + {self.num_gpus:g} GPU" if self.num_gpus else "")
         return (
-            f"ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs; "
-            f"{self.slots} runs at a time on {self.device} ({each} each)"
+            f"ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs; {self.slots} runs at a "
+            f"time on {self.device}: {self.workers} worker(s) of {each}, {self.runs_per_worker} run(s) each"
         )
 
 
 def placement(options: RayOptions, resources: dict) -> Placement:
     cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
-    by_cpu = math.floor(cpus / options.cpus_per_run + 1e-9)
-    if gpus > 0 and options.device != "cpu":
-        share = round(1.0 / options.runs_per_gpu, 4)
-        slots = min(math.floor(gpus * options.runs_per_gpu + 1e-9), by_cpu)
-        result = Placement(options.cpus_per_run, share, "cuda", slots)
-    else:
-        result = Placement(options.cpus_per_run, 0.0, "cpu", by_cpu)
-    if result.slots < 1:
+    if gpus >= 1 and options.device != "cpu":
+        per_worker = options.runs_per_gpu
+        need = options.cpus_per_run * per_worker
+        workers = min(math.floor(gpus + 1e-9), math.floor(cpus / need + 1e-9))
+        if workers < 1:
+            raise SystemExit(
+                f"--runs-per-gpu={per_worker} at --cpus-per-run={options.cpus_per_run:g} needs {need:g} CPUs "
+                f"per GPU but the Ray cluster has {cpus:g}"
+            )
+        return Placement(need, 1.0, "cuda", workers, per_worker)
+    workers = math.floor(cpus / options.cpus_per_run + 1e-9)
+    if workers < 1:
         raise SystemExit(f"a run needs {options.cpus_per_run:g} CPUs but the Ray cluster has {cpus:g}")
-    return result
+    return Placement(options.cpus_per_run, 0.0, "cpu", workers, 1)
 
 
 def start_ray(options: RayOptions) -> dict:
@@ -129,39 +141,63 @@ def start_ray(options: RayOptions) -> dict:
     return ray.cluster_resources()
 
 
-def train_task(config_json: dict, events, threads: int, resume: bytes | None = None) -> dict:
-    """Runs on a Ray worker: train one config (from the checkpoint `resume`, if given), reporting its
-    start, each epoch and each checkpoint to `events`."""
-    import torch
+class Worker:
+    """A Ray actor that trains runs, up to `runs` at once (in Ray's threads), each on a CUDA stream
+    of its own on a GPU worker: `train` takes a config, reports its start, each epoch and each
+    checkpoint to `events`, and returns the result (resuming from the checkpoint `resume`, if given)."""
 
-    from zoology.train import train
+    def __init__(self, device: str, runs: int, threads: int):
+        import queue
 
-    torch.set_num_threads(threads)
-    config = TrainConfig.model_validate(config_json)
-    events.put(("start", config.run_id, socket.gethostname()))
-    try:
-        return train(
-            config,
-            None,
-            on_epoch=lambda record: events.put(("epoch", config.run_id, record)),
-            resume=resume,
-            on_checkpoint=lambda data: events.put(("checkpoint", config.run_id, data)),
-        )
-    finally:
-        if torch.cuda.is_initialized():
-            torch.cuda.empty_cache()
+        import torch
+
+        torch.set_num_threads(threads)
+        self.streams: queue.SimpleQueue | None = None
+        if device == "cuda":
+            streams = [torch.cuda.Stream() for _ in range(runs)]
+            if len({s.cuda_stream for s in streams}) != runs:  # PyTorch hands out 32 streams in turn
+                raise RuntimeError(f"{runs} runs per GPU need {runs} distinct CUDA streams; use at most 32")
+            self.streams = queue.SimpleQueue()
+            for stream in streams:
+                self.streams.put(stream)
+
+    def train(self, config_json: dict, events, resume: bytes | None = None) -> dict:
+        import contextlib
+
+        import torch
+
+        from zoology.train import train
+
+        config = TrainConfig.model_validate(config_json)
+        events.put(("start", config.run_id, socket.gethostname()))
+        stream = self.streams.get() if self.streams is not None else None
+        try:
+            with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+                return train(
+                    config,
+                    None,
+                    on_epoch=lambda record: events.put(("epoch", config.run_id, record)),
+                    resume=resume,
+                    on_checkpoint=lambda data: events.put(("checkpoint", config.run_id, data)),
+                )
+        finally:
+            if stream is not None:
+                self.streams.put(stream)
 
 
-def reusable_workers(nodes: list[dict]) -> bool:
-    """A worker process may train run after run unless its node has several GPUs: a CUDA context
-    stays on the GPU it was created on, while Ray may give the next task on that worker another."""
-    return all(node.get("Resources", {}).get("GPU", 0) <= 1 for node in nodes if node.get("Alive", True))
+def worker_died(error: BaseException) -> bool:
+    import ray
+
+    return isinstance(error, (ray.exceptions.ActorDiedError, ray.exceptions.ActorUnavailableError))
 
 
 def failure(error: BaseException) -> tuple[str, str]:
-    """(one-line reason, full text for error.txt) of a task's exception."""
+    """(one-line reason, full text for error.txt) of a run's exception."""
     import ray
 
+    if worker_died(error):
+        reason = "its worker process died (a crash, a kill or out of host memory)"
+        return reason, f"{reason}\n{type(error).__name__}: {error}\n"
     if isinstance(error, ray.exceptions.RayTaskError) and error.cause is not None:
         cause = error.cause
         return f"{type(cause).__name__}: {cause}".splitlines()[0], str(error)
@@ -185,13 +221,21 @@ def run_parallel(
     resources = start_ray(options) if started_here else ray.cluster_resources()
     where = placement(options, resources)
     progress.bar.write(where.describe(resources))
-    reuse = where.num_gpus == 0 or reusable_workers(ray.nodes())
-    remote_train = ray.remote(max_calls=0 if reuse else 1)(train_task)
-    events = Queue(actor_options={"num_cpus": 0})
     threads = max(1, int(options.cpus_per_run))
+    worker_options = {"num_cpus": where.num_cpus, "num_gpus": where.num_gpus, "max_concurrency": where.runs_per_worker}
+    remote = ray.remote(Worker).options(**worker_options)
+
+    def new_worker():
+        return remote.remote(where.device, where.runs_per_worker, threads)
+
+    workers = [new_worker() for _ in range(where.workers)]
+    load = [0] * len(workers)
+    events = Queue(actor_options={"num_cpus": 0})
     next_run = claim_in_turn(todo, rerun_before, progress)
+    unstarted: list = []  # runs handed to a worker that died before they began
     in_flight: dict = {}
     by_run_id: dict[str, Planned] = {}
+    started: set[str] = set()
 
     def handle(event: tuple) -> None:
         kind, run_id, payload = event
@@ -199,6 +243,7 @@ def run_parallel(
         if p is None:
             return
         if kind == "start":
+            started.add(run_id)
             progress.started(p, payload)
         elif kind == "epoch":
             p.run.append_metrics({k: v for k, v in payload.items() if k != "max_epochs"})
@@ -208,16 +253,15 @@ def run_parallel(
 
     try:
         while True:
-            while len(in_flight) < where.slots and (taken := next_run()) is not None:
+            while min(load) < where.runs_per_worker and (taken := unstarted.pop(0) if unstarted else next_run()):
                 p, lock = taken
+                w = load.index(min(load))
                 config = p.config.set({"device": where.device, "name": p.config.name})
                 config_json = config.model_dump(mode="json", exclude={"logger"})
                 resume = p.run.checkpoint()
                 p.run.start(config_json)
-                task = remote_train.options(
-                    num_cpus=where.num_cpus, num_gpus=where.num_gpus, max_retries=0, name=f"zoology:{config.name}"
-                )
-                in_flight[task.remote(config_json, events, threads, resume)] = (p, lock)
+                in_flight[workers[w].train.remote(config_json, events, resume)] = (p, lock, w, workers[w])
+                load[w] += 1
                 by_run_id[p.config.run_id] = p
             if not in_flight:
                 break
@@ -225,26 +269,37 @@ def run_parallel(
             for event in events.get_nowait_batch(events.qsize()):
                 handle(event)
             for ref in ready:
-                p, lock = in_flight.pop(ref)
+                p, lock, w, worker = in_flight.pop(ref)
+                load[w] -= 1
+                run_id = p.config.run_id
                 try:
                     result = ray.get(ref)
                 except Exception as e:
+                    if worker_died(e) and workers[w] is worker:
+                        ray.kill(worker, no_restart=True)
+                        workers[w] = new_worker()
+                    if worker_died(e) and run_id not in started:
+                        unstarted.append((p, lock))
+                        continue
                     reason, text = failure(e)
                     p.run.write_error(text)
                     progress.fail(p, reason)
                 else:
                     p.run.write_result(result)
                     progress.finished(p, result)
-                finally:
-                    lock.release()
-                    by_run_id.pop(p.config.run_id, None)
+                lock.release()
+                by_run_id.pop(run_id, None)
+                started.discard(run_id)
     finally:
         # Stop what is still running and shut Ray down without a second Ctrl-C cutting it short.
         main_thread = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
         try:
-            for ref, (_, lock) in in_flight.items():
-                ray.cancel(ref, force=True)
+            for worker in workers:
+                ray.kill(worker, no_restart=True)
+            for _, lock, _, _ in in_flight.values():
+                lock.release()
+            for _, lock in unstarted:
                 lock.release()
             if started_here:
                 ray.shutdown()

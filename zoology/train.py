@@ -7,9 +7,11 @@ the device and are read once per epoch); logits are computed only at labelled po
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import math
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +30,17 @@ EpochCallback = Callable[[dict], None]
 COMPILE_MIN_STEPS = 5000
 """compile="auto" compiles runs of at least this many steps: compiling costs about 55 s with a cold
 cache and 7 s with a warm one and saves 1–2 ms per step on an H100 (zoology.bench train)."""
+COMPILED_GRAPHS_PER_PROCESS = 4096
+"""Every run in a process shares the compiled loss's cache (one entry per model and batch shape);
+past dynamo's default of 8 entries, later runs of a worker would silently train eagerly."""
+EAGER_LOCK = threading.RLock()
+"""Held for CUDA work other than replaying captured graphs. Runs that train in threads of one process
+(sharing a GPU) thus never load kernels, compile or capture while another thread captures a graph,
+which would invalidate that capture."""
+
+
+def eager_work(device: torch.device):
+    return EAGER_LOCK if device.type == "cuda" else contextlib.nullcontext()
 
 
 def load_segments(config: TrainConfig, split: str, device: torch.device) -> list[DeviceSegment]:
@@ -77,10 +90,11 @@ class TrainStep:
     """One optimisation step: loss at query positions, backward, optional clipping, AdamW.
 
     With CUDA graphs or compilation, short batches are padded to the batch size (`pad_batch`). With
-    CUDA graphs, the whole step (forward, backward, optimiser) is captured once per batch
-    shape, after one eager step of that shape, and replayed; the graphs share one memory pool,
-    gradients live in persistent buffers and the learning rate is a device tensor. The summed
-    training loss stays on the device (`loss_sum`) and is read once per epoch.
+    CUDA graphs, the whole step (forward, backward, optimiser) is captured on the current stream (not
+    the default one: see `run_stream`) once per batch shape, after one eager step of that shape, and
+    replayed; the graphs share one memory pool, gradients live in persistent buffers and the learning
+    rate is a device tensor. The summed training loss stays on the device (`loss_sum`) and is read
+    once per epoch.
     """
 
     def __init__(
@@ -94,6 +108,10 @@ class TrainStep:
         batch_size: int | None = None,
     ):
         self.model, self.optimizer, self.precision, self.grad_clip = model, optimizer, precision, grad_clip
+        if compile:
+            limits = torch._dynamo.config
+            limits.recompile_limit = max(limits.recompile_limit, COMPILED_GRAPHS_PER_PROCESS)
+            limits.accumulated_recompile_limit = max(limits.accumulated_recompile_limit, COMPILED_GRAPHS_PER_PROCESS)
         self.loss = torch.compile(self._loss, dynamic=False) if compile else self._loss
         self.pad_to = batch_size if (cuda_graphs or compile) else None
         self.device = next(model.parameters()).device
@@ -126,28 +144,38 @@ class TrainStep:
     def __call__(self, inputs, positions, targets) -> None:
         if self.pad_to is not None:
             inputs, positions, targets = pad_batch(inputs, positions, targets, self.pad_to)
-        if not self.cuda_graphs:
-            return self._step(inputs, positions, targets)
         key = (tuple(inputs.shape), tuple(positions.shape))
         if key in self.graphs:
             graph, static = self.graphs[key]
             for buffer, value in zip(static, (inputs, positions, targets)):
                 buffer.copy_(value)
             graph.replay()
-        elif key in self.warmed:
+            return
+        with eager_work(self.device):
+            if not self.cuda_graphs or key not in self.warmed:
+                self._step(inputs, positions, targets)
+                self.warmed.add(key)
+                return
             static = tuple(t.clone() for t in (inputs, positions, targets))
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self.pool):
+            stream = torch.cuda.current_stream(self.device)
+            with torch.cuda.graph(graph, self.pool, stream, capture_error_mode="thread_local"):
                 self._step(*static)
             self.graphs[key] = (graph, static)
             graph.replay()
-        else:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                self._step(inputs, positions, targets)
-            torch.cuda.current_stream().wait_stream(side)
-            self.warmed.add(key)
+
+    def release(self) -> None:
+        """Free the captured graphs (while no other thread captures)."""
+        with eager_work(self.device):
+            self.graphs.clear()
+
+
+def run_stream(device: torch.device):
+    """Where a run's CUDA work goes: the current stream, or a new one if that is the device's default
+    (graphs cannot be captured there). Runs trained by threads of one process each bring their own."""
+    if device.type != "cuda" or torch.cuda.current_stream(device) != torch.cuda.default_stream(device):
+        return contextlib.nullcontext()
+    return torch.cuda.stream(torch.cuda.Stream(device))
 
 
 @torch.no_grad()
@@ -194,60 +222,66 @@ def train(
     its checkpoint.pt). Given `resume` (with a run_dir: that file, if an unfinished attempt left it),
     training replays the checkpoint's epoch records and continues after its last epoch.
     """
+    device = pick_device(config.device)
+    with run_stream(device):
+        return _train(config, device, run_dir, on_epoch, resume, on_checkpoint)
+
+
+def _train(config, device, run_dir, on_epoch, resume, on_checkpoint) -> dict:
     started = time.perf_counter()
     run = RunDir(run_dir) if run_dir is not None else None
     if run:
         resume = resume if resume is not None else run.checkpoint()
         on_checkpoint = on_checkpoint or run.write_checkpoint
         run.start(config.model_dump(mode="json"))
-    device = pick_device(config.device)
-    torch.manual_seed(config.seed)
+    with eager_work(device):  # seeds, builds and loads atomically when runs share the process
+        torch.manual_seed(config.seed)
 
-    train_segments = load_segments(config, "train", device)
-    test_segments = load_segments(config, "test", device)
-    if len({s.name for s in test_segments}) != len(test_segments):
-        raise ValueError("data.test: two test segments have the same slice; make each distinct")
-    batches = Batches(train_segments, config.data.batch_size, config.data.shuffle, config.seed)
+        train_segments = load_segments(config, "train", device)
+        test_segments = load_segments(config, "test", device)
+        if len({s.name for s in test_segments}) != len(test_segments):
+            raise ValueError("data.test: two test segments have the same slice; make each distinct")
+        batches = Batches(train_segments, config.data.batch_size, config.data.shuffle, config.seed)
 
-    model = LanguageModel(config.model, max_seq_len=config.data.max_seq_len).to(device)
-    precision = config.resolved_precision(device)
-    use_graphs = device.type == "cuda" and config.cuda_graphs
-    optimizer = torch.optim.AdamW(
-        model.param_groups(config.weight_decay),
-        lr=torch.tensor(config.lr, device=device) if use_graphs else config.lr,
-        betas=config.betas,
-        **({"fused": True, "capturable": use_graphs} if device.type == "cuda" else {}),
-    )
-    total_steps = config.max_epochs * len(batches)
-    lr_factor = cosine_schedule(total_steps, config.warmup_steps)
-    use_compile = config.compile is True or (
-        config.compile == "auto" and device.type == "cuda" and total_steps >= COMPILE_MIN_STEPS
-    )
-    step = TrainStep(model, optimizer, precision, config.grad_clip, use_graphs, use_compile, config.data.batch_size)
-    longest_test = max(s.inputs.shape[1] for s in test_segments)
-    state_size = model.state_size(longest_test)
-    tokens_per_epoch = sum(s.inputs.numel() for s in train_segments)
+        model = LanguageModel(config.model, max_seq_len=config.data.max_seq_len).to(device)
+        precision = config.resolved_precision(device)
+        use_graphs = device.type == "cuda" and config.cuda_graphs
+        optimizer = torch.optim.AdamW(
+            model.param_groups(config.weight_decay),
+            lr=torch.tensor(config.lr, device=device) if use_graphs else config.lr,
+            betas=config.betas,
+            **({"fused": True, "capturable": use_graphs} if device.type == "cuda" else {}),
+        )
+        total_steps = config.max_epochs * len(batches)
+        lr_factor = cosine_schedule(total_steps, config.warmup_steps)
+        use_compile = config.compile is True or (
+            config.compile == "auto" and device.type == "cuda" and total_steps >= COMPILE_MIN_STEPS
+        )
+        step = TrainStep(model, optimizer, precision, config.grad_clip, use_graphs, use_compile, config.data.batch_size)
+        longest_test = max(s.inputs.shape[1] for s in test_segments)
+        state_size = model.state_size(longest_test)
+        tokens_per_epoch = sum(s.inputs.numel() for s in train_segments)
 
-    history: list[dict] = []
-    best: dict | None = None
-    train_time = 0.0
-    global_step = 0
-    if resume is not None:
-        saved = torch.load(io.BytesIO(resume), map_location=device, weights_only=True)
-        model.load_state_dict(saved["model"])
-        lrs = [group["lr"] for group in optimizer.param_groups]
-        optimizer.load_state_dict(saved["optimizer"])
-        for group, lr in zip(optimizer.param_groups, lrs):
-            group["lr"] = lr
-        history, best, train_time, global_step = saved["history"], saved["best"], saved["train_time"], saved["step"]
-        torch.set_rng_state(saved["rng"].cpu())
-        if device.type == "cuda" and "cuda_rng" in saved:
-            torch.cuda.set_rng_state(saved["cuda_rng"].cpu(), device)
-        for record in history:
-            if run:
-                run.append_metrics(record)
-            if on_epoch:
-                on_epoch({**record, "max_epochs": config.max_epochs})
+        history: list[dict] = []
+        best: dict | None = None
+        train_time = 0.0
+        global_step = 0
+        if resume is not None:
+            saved = torch.load(io.BytesIO(resume), map_location=device, weights_only=True)
+            model.load_state_dict(saved["model"])
+            lrs = [group["lr"] for group in optimizer.param_groups]
+            optimizer.load_state_dict(saved["optimizer"])
+            for group, lr in zip(optimizer.param_groups, lrs):
+                group["lr"] = lr
+            history, best, train_time, global_step = saved["history"], saved["best"], saved["train_time"], saved["step"]
+            torch.set_rng_state(saved["rng"].cpu())
+            if device.type == "cuda" and "cuda_rng" in saved:
+                torch.cuda.set_rng_state(saved["cuda_rng"].cpu(), device)
+    for record in history:
+        if run:
+            run.append_metrics(record)
+        if on_epoch:
+            on_epoch({**record, "max_epochs": config.max_epochs})
     last_checkpoint = time.perf_counter()
     for epoch in range(len(history), config.max_epochs):
         model.train()
@@ -259,10 +293,10 @@ def train(
             global_step += 1
         loss_sum = step.loss_sum
         if device.type == "cuda":
-            torch.cuda.synchronize(device)
+            torch.cuda.current_stream(device).synchronize()
         epoch_time = time.perf_counter() - epoch_start
         train_time += epoch_time
-        with autocast(device, precision):
+        with eager_work(device), autocast(device, precision):
             valid = evaluate(model, test_segments, config.data.test_batch_size)
         eval_time = time.perf_counter() - epoch_start - epoch_time
         record = {
@@ -297,6 +331,7 @@ def train(
             on_epoch({**record, "max_epochs": config.max_epochs})
         if stop:
             break
+    step.release()
 
     last = history[-1]
     result = {

@@ -1,17 +1,21 @@
-"""python -m zoology.bench sweep: runs/hour of a sweep of small MQAR models with K runs per GPU.
+"""python -m zoology.bench sweep: runs/hour of a sweep with K runs per GPU.
 
-For each K in --runs-per-gpu, a fresh Ray instance trains the same --runs configs (attention and
-BaseConv hybrids from configs/attention.yaml, d_model 64/128, two learning rates, seeds) into a
-fresh directory, exactly as `python -m zoology.launch SWEEP -p --runs-per-gpu K` does; the clock
-runs from the first submitted task to the last result (Ray start-up excluded, worker start-up and
-data generation included). Needs the `parallel` extra. Without a GPU (or with --device cpu) the
-runs share the CPUs instead, --cpus-per-run each.
+For each K in --runs-per-gpu, a fresh Ray instance trains the same configs into a fresh directory,
+exactly as `python -m zoology.launch SWEEP -p --runs-per-gpu K` does, with empty compile caches
+(TORCHINDUCTOR_CACHE_DIR, TRITON_CACHE_DIR) so that no K inherits another's compiled kernels; the
+clock runs from the first submitted run to the last result (Ray start-up excluded, worker start-up,
+compiling and data generation included). The configs are --runs small MQAR models (attention and
+BaseConv hybrids from configs/attention.yaml, d_model 64/128, two learning rates, seeds), or a sweep
+file's (--sweep, --filter). Needs the `parallel` extra. Without a GPU (or with --device cpu) the runs
+share the CPUs instead, --cpus-per-run each.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -41,7 +45,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m zoology.bench sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=16)
     parser.add_argument("--runs-per-gpu", default="1,2,4", help="comma-separated values of K to compare")
-    parser.add_argument("--epochs", type=int, default=8, help="epochs per run (no early stopping)")
+    parser.add_argument("--epochs", type=int, help="epochs per run (no early stopping)")
+    parser.add_argument("--sweep", help="train this sweep file's configs instead (their epochs unless --epochs)")
+    parser.add_argument("--filter", metavar="REGEX", help="with --sweep: only configs whose name matches (re.search)")
     parser.add_argument("--examples", type=int, help="training examples per run (default: the preset's 8000)")
     parser.add_argument("--cpus-per-run", type=float, default=1.0)
     parser.add_argument("--gpus", help="GPUs to use, e.g. 0 (default: all)")
@@ -57,7 +63,18 @@ def main(argv: list[str]) -> int:
     import ray
 
     ks = [int(k) for k in args.runs_per_gpu.split(",")]
-    configs = sweep_configs(args.runs, args.epochs, args.examples)
+    if args.sweep:
+        from zoology.launch import load_sweep
+
+        configs = [c for c in load_sweep(args.sweep) if re.search(args.filter or "", c.name)]
+        if args.epochs is not None:
+            configs = [c.set({"max_epochs": args.epochs, "early_stopping_threshold": None}) for c in configs]
+        what = f"{args.sweep}" + (f" --filter={args.filter}" if args.filter else "")
+    else:
+        configs = sweep_configs(args.runs, args.epochs or 8, args.examples)
+        what = f"{args.epochs or 8} epochs each of MQAR, configs/attention.yaml, d_model 64/128"
+    if not configs:
+        raise SystemExit(f"no configs in {args.sweep} match --filter={args.filter}")
     gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
     root = Path(args.runs_dir or tempfile.mkdtemp(prefix="zoology-bench-sweep-"))
     rows = []
@@ -67,6 +84,8 @@ def main(argv: list[str]) -> int:
         )
         from zoology.parallel import run_parallel
 
+        for variable in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
+            os.environ[variable] = str(root / f"k{k}-caches" / variable.split("_")[0].lower())
         resources = start_ray(options)
         where = placement(options, resources)
         sweep_dir = root / f"k{k}"
@@ -83,16 +102,19 @@ def main(argv: list[str]) -> int:
         rows.append((k, where, len(results), len(progress.failed), wall, results))
 
     devices = sorted({r["device"] for *_, results in rows for r in results})
+    print(f"\n{len(configs)} runs ({what}) on {', '.join(devices) or '?'}; results under {root}")
     print(
-        f"\n{len(configs)} runs of {args.epochs} epochs (MQAR, configs/attention.yaml, d_model 64/128) "
-        f"on {', '.join(devices) or '?'}; results under {root}"
+        f"{'runs/GPU':>8} {'at once':>7} {'done':>5} {'failed':>6} {'wall s':>8} {'runs/hour':>10} "
+        f"{'mean run s':>10} {'x of first':>10}"
     )
-    print(
-        f"{'runs/GPU':>8} {'at once':>7} {'done':>5} {'failed':>6} {'wall s':>8} {'runs/hour':>10} {'mean run s':>10}"
-    )
+    first_rate = None
     for k, where, done, failed, wall, results in rows:
         mean_run = sum(r["wall_time"] for r in results) / len(results) if results else float("nan")
         label = str(k) if where.device == "cuda" else "cpu"
         rate = done / wall * 3600
-        print(f"{label:>8} {where.slots:>7} {done:>5} {failed:>6} {wall:>8.1f} {rate:>10.0f} {mean_run:>10.1f}")
+        first_rate = first_rate or rate
+        print(
+            f"{label:>8} {where.slots:>7} {done:>5} {failed:>6} {wall:>8.1f} {rate:>10.0f} {mean_run:>10.1f} "
+            f"{rate / first_rate:>10.2f}"
+        )
     return 0 if all(failed == 0 for _, _, _, failed, _, _ in rows) else 1
