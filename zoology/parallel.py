@@ -151,6 +151,8 @@ class Worker:
 
         import torch
 
+        import zoology.train  # noqa: F401  (imported while the driver plans, not in the first run)
+
         torch.set_num_threads(threads)
         self.streams: queue.SimpleQueue | None = None
         if device == "cuda":
@@ -221,7 +223,7 @@ def run_parallel(
     resources = start_ray(options) if started_here else ray.cluster_resources()
     where = placement(options, resources)
     progress.bar.write(where.describe(resources))
-    threads = max(1, int(options.cpus_per_run))
+    threads = max(1, int(where.num_cpus))
     worker_options = {"num_cpus": where.num_cpus, "num_gpus": where.num_gpus, "max_concurrency": where.runs_per_worker}
     remote = ray.remote(Worker).options(**worker_options)
 

@@ -33,14 +33,53 @@ cache and 7 s with a warm one and saves 1–2 ms per step on an H100 (zoology.be
 COMPILED_GRAPHS_PER_PROCESS = 4096
 """Every run in a process shares the compiled loss's cache (one entry per model and batch shape);
 past dynamo's default of 8 entries, later runs of a worker would silently train eagerly."""
-EAGER_LOCK = threading.RLock()
-"""Held for CUDA work other than replaying captured graphs. Runs that train in threads of one process
-(sharing a GPU) thus never load kernels, compile or capture while another thread captures a graph,
-which would invalidate that capture."""
 
 
-def eager_work(device: torch.device):
-    return EAGER_LOCK if device.type == "cuda" else contextlib.nullcontext()
+class CaptureLock:
+    """Runs that train in threads of one process (sharing a GPU) do eager CUDA work (building,
+    compiling, warming up, evaluating) side by side, but capture a graph alone: anything else that
+    touches the device during a capture may invalidate it. A capture waits for the eager work under
+    way to end, and new eager work waits for a waiting capture. Graph replays take no part."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._eager = 0
+        self._captures_waiting = 0
+        self._capturing = False
+
+    @contextlib.contextmanager
+    def eager(self, device: torch.device):
+        if device.type != "cuda":
+            yield
+            return
+        with self._changed:
+            self._changed.wait_for(lambda: not self._capturing and not self._captures_waiting)
+            self._eager += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._eager -= 1
+                self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def capture(self):
+        with self._changed:
+            self._captures_waiting += 1
+            self._changed.wait_for(lambda: not self._capturing and not self._eager)
+            self._captures_waiting -= 1
+            self._capturing = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._capturing = False
+                self._changed.notify_all()
+
+
+CAPTURE_LOCK = CaptureLock()
+SEEDING = threading.Lock()
+"""Held while a run seeds the global generator and draws its initial weights from it."""
 
 
 def load_segments(config: TrainConfig, split: str, device: torch.device) -> list[DeviceSegment]:
@@ -151,22 +190,22 @@ class TrainStep:
                 buffer.copy_(value)
             graph.replay()
             return
-        with eager_work(self.device):
-            if not self.cuda_graphs or key not in self.warmed:
+        if not self.cuda_graphs or key not in self.warmed:
+            with CAPTURE_LOCK.eager(self.device):
                 self._step(inputs, positions, targets)
-                self.warmed.add(key)
-                return
-            static = tuple(t.clone() for t in (inputs, positions, targets))
-            graph = torch.cuda.CUDAGraph()
-            stream = torch.cuda.current_stream(self.device)
-            with torch.cuda.graph(graph, self.pool, stream, capture_error_mode="thread_local"):
-                self._step(*static)
-            self.graphs[key] = (graph, static)
-            graph.replay()
+            self.warmed.add(key)
+            return
+        static = tuple(t.clone() for t in (inputs, positions, targets))
+        graph = torch.cuda.CUDAGraph()
+        stream = torch.cuda.current_stream(self.device)
+        with CAPTURE_LOCK.capture(), torch.cuda.graph(graph, self.pool, stream, capture_error_mode="thread_local"):
+            self._step(*static)
+        self.graphs[key] = (graph, static)
+        graph.replay()
 
     def release(self) -> None:
         """Free the captured graphs (while no other thread captures)."""
-        with eager_work(self.device):
+        with CAPTURE_LOCK.eager(self.device):
             self.graphs.clear()
 
 
@@ -234,16 +273,17 @@ def _train(config, device, run_dir, on_epoch, resume, on_checkpoint) -> dict:
         resume = resume if resume is not None else run.checkpoint()
         on_checkpoint = on_checkpoint or run.write_checkpoint
         run.start(config.model_dump(mode="json"))
-    with eager_work(device):  # seeds, builds and loads atomically when runs share the process
-        torch.manual_seed(config.seed)
-
+    with CAPTURE_LOCK.eager(device):
         train_segments = load_segments(config, "train", device)
         test_segments = load_segments(config, "test", device)
         if len({s.name for s in test_segments}) != len(test_segments):
             raise ValueError("data.test: two test segments have the same slice; make each distinct")
         batches = Batches(train_segments, config.data.batch_size, config.data.shuffle, config.seed)
 
-        model = LanguageModel(config.model, max_seq_len=config.data.max_seq_len).to(device)
+        with SEEDING:
+            torch.manual_seed(config.seed)
+            model = LanguageModel(config.model, max_seq_len=config.data.max_seq_len)
+        model = model.to(device)
         precision = config.resolved_precision(device)
         use_graphs = device.type == "cuda" and config.cuda_graphs
         optimizer = torch.optim.AdamW(
@@ -296,7 +336,7 @@ def _train(config, device, run_dir, on_epoch, resume, on_checkpoint) -> dict:
             torch.cuda.current_stream(device).synchronize()
         epoch_time = time.perf_counter() - epoch_start
         train_time += epoch_time
-        with eager_work(device), autocast(device, precision):
+        with CAPTURE_LOCK.eager(device), autocast(device, precision):
             valid = evaluate(model, test_segments, config.data.test_batch_size)
         eval_time = time.perf_counter() - epoch_start - epoch_time
         record = {
