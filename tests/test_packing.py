@@ -20,6 +20,7 @@ def configs() -> list[dict]:
     small |= {"early_stopping_threshold": None, "checkpoint_every": None}
     variants = [(preset, {}) for preset in ("attention", "based", "mamba", "sliding_window", "rebased")]
     variants.append(("attention", {"compile": True, "name": "packed-compiled"}))
+    variants.append(("based", {"compile": True, "name": "packed-compiled-based"}))  # compiles beside the first
     return [
         TrainConfig.from_yaml(preset).set({**small, "name": f"packed-{preset}", **extra}).model_dump(mode="json")
         for preset, extra in variants

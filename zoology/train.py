@@ -78,6 +78,9 @@ class CaptureLock:
 
 
 CAPTURE_LOCK = CaptureLock()
+COMPILED_CALLS = threading.Lock()
+"""Held while a thread calls a compiled loss outside a capture: while one thread compiles, dynamo
+refuses a compiled call from any other ("FX to symbolically trace a dynamo-optimized function")."""
 SEEDING = threading.Lock()
 """Held while a run seeds the global generator and draws its initial weights from it."""
 
@@ -151,6 +154,7 @@ class TrainStep:
             limits = torch._dynamo.config
             limits.recompile_limit = max(limits.recompile_limit, COMPILED_GRAPHS_PER_PROCESS)
             limits.accumulated_recompile_limit = max(limits.accumulated_recompile_limit, COMPILED_GRAPHS_PER_PROCESS)
+        self.compiled = compile
         self.loss = torch.compile(self._loss, dynamic=False) if compile else self._loss
         self.pad_to = batch_size if (cuda_graphs or compile) else None
         self.device = next(model.parameters()).device
@@ -191,7 +195,7 @@ class TrainStep:
             graph.replay()
             return
         if not self.cuda_graphs or key not in self.warmed:
-            with CAPTURE_LOCK.eager(self.device):
+            with CAPTURE_LOCK.eager(self.device), COMPILED_CALLS if self.compiled else contextlib.nullcontext():
                 self._step(inputs, positions, targets)
             self.warmed.add(key)
             return
