@@ -41,7 +41,6 @@ segment_adapter: TypeAdapter = TypeAdapter(SegmentConfig)
 """`segment_adapter.validate_python({"task": "ar", ...})` parses one segment config."""
 
 
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -136,8 +135,9 @@ class TrainConfig(_Strict):
     )
     cuda_graphs: bool = Field(True, description="on CUDA, capture each training step shape as a CUDA graph")
     compile: bool | Literal["auto"] = Field(
-        "auto", description="compile forward and loss with torch.compile, one graph per batch shape; auto: on CUDA, "
-        "for runs of at least 5,000 steps"
+        "auto",
+        description="compile forward and loss with torch.compile, one graph per batch shape; auto: on CUDA, "
+        "for runs of at least 5,000 steps",
     )
     checkpoint_every: float | None = Field(
         120.0, ge=0, description="seconds between end-of-epoch checkpoints (0: every epoch; None: never)"

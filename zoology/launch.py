@@ -5,9 +5,9 @@ A sweep file is plain Python defining `configs = [TrainConfig(...), ...]`. Each 
 raises (or, under -p, whose worker dies) leaves error.txt with its reason; the others go on and
 the exit code is 1.
 
-Runs train one after another in this process, or with -p as Ray tasks: on all GPUs of this host
-(--runs-per-gpu K runs share a GPU), on its CPUs (--cpus-per-run), or on a Ray cluster
-(--address). Under -p the workers return each run's metrics and result to this process, which
+Runs train one after another in this process, or with -p on Ray workers: on all GPUs of this host
+(--runs-per-gpu K runs share a GPU, in threads of one worker), on its CPUs (--cpus-per-run), or on a
+Ray cluster (--address). Under -p the workers return each run's metrics and result to this process, which
 writes the run directory: workers need no shared file system, only zoology (and any user mixer
 module) importable.
 
@@ -336,8 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", help="override every config's device (e.g. cpu, cuda:1; with -p only cpu)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan with estimated times and exit")
     ray_args = parser.add_argument_group("parallel runs on Ray (pip install 'zoology[parallel]')")
-    ray_args.add_argument("-p", "--parallel", action="store_true", help="run configs as Ray tasks")
-    ray_args.add_argument("--runs-per-gpu", type=int, default=1, metavar="K", help="runs sharing one GPU (default: 1)")
+    ray_args.add_argument("-p", "--parallel", action="store_true", help="run configs on Ray workers")
+    ray_args.add_argument(
+        "--runs-per-gpu", type=int, default=1, metavar="K", help="runs training at once on one GPU (default: 1)"
+    )
     ray_args.add_argument(
         "--cpus-per-run", type=float, default=1.0, metavar="N", help="CPUs (torch threads) per run (default: 1)"
     )

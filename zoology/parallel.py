@@ -37,7 +37,7 @@ def require_ray() -> None:
         import ray  # noqa: F401
     except ImportError as e:
         raise SystemExit(
-            "-p runs configs as Ray tasks and needs Ray: pip install 'zoology[parallel]' (or pip install ray)"
+            "-p runs configs on Ray workers and needs Ray: pip install 'zoology[parallel]' (or pip install ray)"
         ) from e
 
 
