@@ -100,6 +100,7 @@ def test_placement_gives_each_gpu_one_worker_training_k_runs_at_once():
     "options, message",
     [
         ({"runs_per_gpu": 0}, "--runs-per-gpu"),
+        ({"runs_per_gpu": 33}, "--runs-per-gpu=33: must be between 1 and 32"),
         ({"cpus_per_run": 0}, "--cpus-per-run"),
         ({"device": "cuda:1"}, "--gpus"),
         ({"address": "auto", "gpus": [0]}, "local Ray instance"),

@@ -64,12 +64,16 @@ def load_sweep(path: str | Path) -> list[TrainConfig]:
     return list(unique.values())
 
 
-def plan(configs: list[TrainConfig], sweep_dir: Path, force: bool = False, pattern: str | None = None) -> list[Planned]:
+def matching(configs: list[TrainConfig], pattern: str | None) -> list[TrainConfig]:
+    """The configs whose name matches `pattern` (re.search); all of them without one."""
     regex = re.compile(pattern) if pattern else None
+    return [c for c in configs if regex is None or regex.search(c.name)]
+
+
+def plan(configs: list[TrainConfig], sweep_dir: Path, force: bool = False, pattern: str | None = None) -> list[Planned]:
     return [
         Planned(c, RunDir(sweep_dir / c.run_id), RunDir(sweep_dir / c.run_id).is_finished() and not force)
-        for c in configs
-        if regex is None or regex.search(c.name)
+        for c in matching(configs, pattern)
     ]
 
 

@@ -20,6 +20,7 @@ therefore need zoology and any user mixer module importable, but no shared file 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
@@ -30,6 +31,9 @@ from dataclasses import dataclass
 
 from zoology.config import TrainConfig
 from zoology.launch import Planned, Progress, claim_in_turn
+
+MAX_RUNS_PER_GPU = 32
+"""A GPU worker gives each of its runs a CUDA stream of its own; PyTorch hands out 32 in turn."""
 
 
 def require_ray() -> None:
@@ -51,8 +55,8 @@ class RayOptions:
     device: str | None = None
 
     def __post_init__(self) -> None:
-        if self.runs_per_gpu < 1:
-            raise SystemExit(f"--runs-per-gpu={self.runs_per_gpu}: must be at least 1")
+        if not 1 <= self.runs_per_gpu <= MAX_RUNS_PER_GPU:
+            raise SystemExit(f"--runs-per-gpu={self.runs_per_gpu}: must be between 1 and {MAX_RUNS_PER_GPU}")
         if not self.cpus_per_run > 0:
             raise SystemExit(f"--cpus-per-run={self.cpus_per_run}: must be positive")
         if self.num_cpus is not None and self.num_cpus < 1:
@@ -157,15 +161,12 @@ class Worker:
         self.streams: queue.SimpleQueue | None = None
         if device == "cuda":
             streams = [torch.cuda.Stream() for _ in range(runs)]
-            if len({s.cuda_stream for s in streams}) != runs:  # PyTorch hands out 32 streams in turn
-                raise RuntimeError(f"{runs} runs per GPU need {runs} distinct CUDA streams; use at most 32")
+            assert len({s.cuda_stream for s in streams}) == runs, "runs of a worker need distinct streams"
             self.streams = queue.SimpleQueue()
             for stream in streams:
                 self.streams.put(stream)
 
     def train(self, config_json: dict, events, resume: bytes | None = None) -> dict:
-        import contextlib
-
         import torch
 
         from zoology.train import train
@@ -235,6 +236,7 @@ def run_parallel(
     events = Queue(actor_options={"num_cpus": 0})
     next_run = claim_in_turn(todo, rerun_before, progress)
     unstarted: list = []  # runs handed to a worker that died before they began
+    handed_again: set[str] = set()  # each is handed to a second worker once, then fails
     in_flight: dict = {}
     by_run_id: dict[str, Planned] = {}
     started: set[str] = set()
@@ -280,7 +282,8 @@ def run_parallel(
                     if worker_died(e) and workers[w] is worker:
                         ray.kill(worker, no_restart=True)
                         workers[w] = new_worker()
-                    if worker_died(e) and run_id not in started:
+                    if worker_died(e) and run_id not in started and run_id not in handed_again:
+                        handed_again.add(run_id)
                         unstarted.append((p, lock))
                         continue
                     reason, text = failure(e)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -63,10 +62,12 @@ def main(argv: list[str]) -> int:
     import ray
 
     ks = [int(k) for k in args.runs_per_gpu.split(",")]
+    if args.filter and not args.sweep:
+        raise SystemExit("--filter selects among a sweep file's configs: give --sweep FILE too")
     if args.sweep:
-        from zoology.launch import load_sweep
+        from zoology.launch import load_sweep, matching
 
-        configs = [c for c in load_sweep(args.sweep) if re.search(args.filter or "", c.name)]
+        configs = matching(load_sweep(args.sweep), args.filter)
         if args.epochs is not None:
             configs = [c.set({"max_epochs": args.epochs, "early_stopping_threshold": None}) for c in configs]
         what = f"{args.sweep}" + (f" --filter={args.filter}" if args.filter else "")
