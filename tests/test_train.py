@@ -5,10 +5,10 @@ import torch
 from conftest import tiny_config
 
 from zoology.config import TrainConfig
-from zoology.data import IGNORE_INDEX
+from zoology.data import IGNORE_INDEX, Batches
 from zoology.model import LanguageModel
 from zoology.results import RunDir
-from zoology.train import pad_batch, query_loss, train
+from zoology.train import TrainStep, cosine_schedule, load_segments, pad_batch, query_loss, train
 
 
 def test_tiny_attention_learns_easy_mqar(tmp_path):
@@ -93,6 +93,58 @@ def test_padding_a_short_batch_keeps_loss_and_gradients():
         grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
     assert torch.allclose(grads[0][0], grads[1][0])
     assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(grads[0][1], grads[1][1]))
+
+
+def test_resident_steps_train_as_batches_handed_in():
+    """The GPU fast path's step (its batch gathered on the device through a table of example indices,
+    its learning rate read from a device table: what a CUDA graph captures) trains as batches handed
+    in from the host do, short last batches (100 = 64 + 36 rows) and shuffling included."""
+    config = tiny_config({"data.train.0.num_examples": 100, "grad_clip": 1.0})
+    segments = load_segments(config, "train", torch.device("cpu"))
+    batches = Batches(segments, 64, shuffle=True, seed=3)
+    total = 3 * len(batches)
+    lr_factor = cosine_schedule(total, 2)
+    runs = []
+    for resident in (False, True):
+        torch.manual_seed(0)
+        model = LanguageModel(config.model)
+        optimizer = torch.optim.AdamW(model.param_groups(0.1), lr=torch.tensor(config.lr))
+        extra = {"segments": segments, "lr_at": lambda s: config.lr * lr_factor(s), "total_steps": total}
+        step = TrainStep(model, optimizer, "fp32", 1.0, False, batch_size=64, **(extra if resident else {}))
+        losses = []
+        for epoch in range(3):
+            step.loss_sum.zero_()
+            if resident:
+                for segment in step.begin_epoch(batches, epoch, epoch * len(batches)):
+                    step.resident_step(segment)
+            else:
+                for s, (_, inputs, positions, targets) in enumerate(batches.epoch(epoch)):
+                    step.set_lr(config.lr * lr_factor(epoch * len(batches) + s))
+                    step(inputs, positions, targets)
+            losses.append(float(step.loss_sum))
+        runs.append((losses, [p.detach().clone() for p in model.parameters()]))
+    (host_losses, host_params), (resident_losses, resident_params) = runs
+    assert resident_losses == pytest.approx(host_losses, rel=1e-6)
+    assert host_losses[-1] < host_losses[0]
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(host_params, resident_params))
+
+
+def test_a_resident_step_needs_a_tensor_learning_rate():
+    config = tiny_config()
+    model = LanguageModel(config.model)
+    segments = load_segments(config, "train", torch.device("cpu"))
+    with pytest.raises(ValueError, match="tensor lr"):
+        TrainStep(
+            model,
+            torch.optim.AdamW(model.parameters(), lr=1e-3),
+            "fp32",
+            None,
+            False,
+            batch_size=64,
+            segments=segments,
+            lr_at=lambda s: 1e-3,
+            total_steps=10,
+        )
 
 
 class Interrupted(Exception):

@@ -131,12 +131,17 @@ def autocast(device: torch.device, precision: str):
 class TrainStep:
     """One optimisation step: loss at query positions, backward, optional clipping, AdamW.
 
-    With CUDA graphs or compilation, short batches are padded to the batch size (`pad_batch`). With
-    CUDA graphs, the whole step (forward, backward, optimiser) is captured on the current stream (not
-    the default one: see `run_stream`) once per batch shape, after one eager step of that shape, and
-    replayed; the graphs share one memory pool, gradients live in persistent buffers and the learning
-    rate is a device tensor. The summed training loss stays on the device (`loss_sum`) and is read
-    once per epoch.
+    Two ways to feed it. Called with a batch (`step(inputs, positions, targets)`, the learning rate
+    set by `set_lr`), it runs eagerly, or compiled (short batches then padded to the batch size by
+    `pad_batch`, so a segment gives one shape). Given the training segments and a learning-rate
+    schedule instead, it is *resident*: `begin_epoch` loads the epoch's table of example indices
+    (`Batches.index_table`) onto the device and `resident_step(segment)` takes the next row, gathers
+    that batch from the segment (rows of -1 become ignored labels) and reads its learning rate from
+    a device table, both through device counters it advances. A resident step takes no input from the
+    host, so with CUDA graphs it is captured on the current stream (not the default one: see
+    `run_stream`) once per segment, after one eager step, and each later step is a single replay.
+    The graphs share one memory pool and gradients live in persistent buffers. The summed training
+    loss stays on the device (`loss_sum`) and is read once per epoch.
     """
 
     def __init__(
@@ -148,6 +153,9 @@ class TrainStep:
         cuda_graphs: bool,
         compile: bool = False,
         batch_size: int | None = None,
+        segments: list[DeviceSegment] | None = None,
+        lr_at: Callable[[int], float] | None = None,
+        total_steps: int = 0,
     ):
         self.model, self.optimizer, self.precision, self.grad_clip = model, optimizer, precision, grad_clip
         if compile:
@@ -156,12 +164,24 @@ class TrainStep:
             limits.accumulated_recompile_limit = max(limits.accumulated_recompile_limit, COMPILED_GRAPHS_PER_PROCESS)
         self.compiled = compile
         self.loss = torch.compile(self._loss, dynamic=False) if compile else self._loss
-        self.pad_to = batch_size if (cuda_graphs or compile) else None
+        self.pad_to = batch_size if compile else None
         self.device = next(model.parameters()).device
         self.loss_sum = torch.zeros((), device=self.device)
+        self.segments = segments
+        if cuda_graphs and segments is None:
+            raise ValueError("CUDA graphs need a resident step: give the training segments and lr_at")
+        if segments is not None:
+            if lr_at is None or batch_size is None:
+                raise ValueError("a resident step needs batch_size, lr_at and total_steps")
+            if not all(isinstance(group["lr"], torch.Tensor) for group in optimizer.param_groups):
+                raise ValueError("a resident step sets the learning rate on the device: give the optimiser a tensor lr")
+            self.lrs = torch.tensor([lr_at(s) for s in range(total_steps)], dtype=torch.float32, device=self.device)
+            self.table = torch.full((0, batch_size), -1, dtype=torch.long, device=self.device)
+            self.row = torch.zeros(1, dtype=torch.long, device=self.device)
+            self.step_index = torch.zeros(1, dtype=torch.long, device=self.device)
         self.cuda_graphs = cuda_graphs
-        self.graphs: dict[tuple, tuple] = {}
-        self.warmed: set[tuple] = set()
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.warmed: set[int] = set()
         self.pool = torch.cuda.graph_pool_handle() if cuda_graphs else None
 
     def set_lr(self, lr: float) -> None:
@@ -187,24 +207,47 @@ class TrainStep:
     def __call__(self, inputs, positions, targets) -> None:
         if self.pad_to is not None:
             inputs, positions, targets = pad_batch(inputs, positions, targets, self.pad_to)
-        key = (tuple(inputs.shape), tuple(positions.shape))
-        if key in self.graphs:
-            graph, static = self.graphs[key]
-            for buffer, value in zip(static, (inputs, positions, targets)):
-                buffer.copy_(value)
-            graph.replay()
+        with CAPTURE_LOCK.eager(self.device), COMPILED_CALLS if self.compiled else contextlib.nullcontext():
+            self._step(inputs, positions, targets)
+
+    def begin_epoch(self, batches: Batches, epoch: int, first_step: int) -> list[int]:
+        """Load epoch `epoch`'s index table; the segment of each of its steps, in order."""
+        segment_of_step, table = batches.index_table(epoch)
+        with CAPTURE_LOCK.eager(self.device):
+            if self.table.shape != table.shape:
+                self.graphs.clear()
+                self.table = torch.empty_like(table, device=self.device)
+            self.table.copy_(table)
+            self.row.zero_()
+            self.step_index.fill_(first_step)
+        return segment_of_step
+
+    def _resident_step(self, segment: int) -> None:
+        idx = self.table.index_select(0, self.row)[0]
+        seg = self.segments[segment]
+        rows = idx.clamp_min(0)
+        targets = seg.targets.index_select(0, rows).masked_fill((idx < 0)[:, None], IGNORE_INDEX)
+        lr = self.lrs.index_select(0, self.step_index)[0]
+        for group in self.optimizer.param_groups:
+            group["lr"].copy_(lr)
+        self.row += 1
+        self.step_index += 1
+        self._step(seg.inputs.index_select(0, rows), seg.positions.index_select(0, rows), targets)
+
+    def resident_step(self, segment: int) -> None:
+        if segment in self.graphs:
+            self.graphs[segment].replay()
             return
-        if not self.cuda_graphs or key not in self.warmed:
+        if not self.cuda_graphs or segment not in self.warmed:
             with CAPTURE_LOCK.eager(self.device), COMPILED_CALLS if self.compiled else contextlib.nullcontext():
-                self._step(inputs, positions, targets)
-            self.warmed.add(key)
+                self._resident_step(segment)
+            self.warmed.add(segment)
             return
-        static = tuple(t.clone() for t in (inputs, positions, targets))
         graph = torch.cuda.CUDAGraph()
         stream = torch.cuda.current_stream(self.device)
         with CAPTURE_LOCK.capture(), torch.cuda.graph(graph, self.pool, stream, capture_error_mode="thread_local"):
-            self._step(*static)
-        self.graphs[key] = (graph, static)
+            self._resident_step(segment)
+        self.graphs[segment] = graph
         graph.replay()
 
     def release(self) -> None:
@@ -222,9 +265,9 @@ def run_stream(device: torch.device):
 
 
 @torch.no_grad()
-def evaluate(model: LanguageModel, segments: list[DeviceSegment], batch_size: int) -> dict:
-    """Per-segment and overall accuracy (mean over examples of the fraction of its queries
-    predicted exactly) and loss (mean over labelled positions); one host sync at the end."""
+def evaluation_sums(model: LanguageModel, segments: list[DeviceSegment], batch_size: int) -> torch.Tensor:
+    """(segments, 3) float64 on the device: per segment the summed per-example accuracy (fraction of
+    its queries predicted exactly), the summed loss and the number of labelled positions."""
     was_training = model.training
     model.eval()
     device = segments[0].inputs.device
@@ -242,6 +285,11 @@ def evaluate(model: LanguageModel, segments: list[DeviceSegment], batch_size: in
             )
             sums[i] += torch.stack([per_example.sum(), loss, labelled.sum()])
     model.train(was_training)
+    return sums
+
+
+def summarize_evaluation(sums: torch.Tensor, segments: list[DeviceSegment]) -> dict:
+    """Overall accuracy (mean over examples), loss (mean over labelled positions) and per-slice accuracy."""
     acc_sum, loss_sum, n_labels = sums.cpu().unbind(1)
     n_examples = torch.tensor([float(len(seg)) for seg in segments], dtype=torch.float64)
     return {
@@ -249,6 +297,50 @@ def evaluate(model: LanguageModel, segments: list[DeviceSegment], batch_size: in
         "loss": float(loss_sum.sum() / n_labels.sum().clamp_min(1)),
         "slices": {seg.name: float(a / n) for seg, a, n in zip(segments, acc_sum, n_examples)},
     }
+
+
+def evaluate(model: LanguageModel, segments: list[DeviceSegment], batch_size: int) -> dict:
+    """Per-segment and overall accuracy and loss of `model` on `segments`; one host sync at the end."""
+    return summarize_evaluation(evaluation_sums(model, segments, batch_size), segments)
+
+
+class Evaluation:
+    """`evaluate` on fixed test segments, once per epoch. With CUDA graphs the whole evaluation
+    (every slice, every batch) is captured once, after one eager pass, and replayed: the segments
+    stay on the device and the optimiser changes the weights in place, so a replay computes exactly
+    what an eager pass would, in one launch instead of hundreds."""
+
+    def __init__(self, model, segments: list[DeviceSegment], batch_size: int, precision: str, cuda_graphs: bool):
+        self.model, self.segments, self.batch_size, self.precision = model, segments, batch_size, precision
+        self.device = segments[0].inputs.device
+        self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.sums: torch.Tensor | None = None
+
+    def _sums(self) -> torch.Tensor:
+        with autocast(self.device, self.precision):
+            return evaluation_sums(self.model, self.segments, self.batch_size)
+
+    def __call__(self) -> dict:
+        if self.graph is not None:
+            self.graph.replay()
+            return summarize_evaluation(self.sums, self.segments)
+        if not self.cuda_graphs or self.sums is None:
+            with CAPTURE_LOCK.eager(self.device):
+                self.sums = self._sums()
+            return summarize_evaluation(self.sums, self.segments)
+        graph = torch.cuda.CUDAGraph()
+        stream = torch.cuda.current_stream(self.device)
+        with CAPTURE_LOCK.capture(), torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
+            self.sums = self._sums()
+        self.graph = graph
+        graph.replay()
+        return summarize_evaluation(self.sums, self.segments)
+
+    def release(self) -> None:
+        with CAPTURE_LOCK.eager(self.device):
+            self.graph = None
+            self.sums = None
 
 
 def train(
@@ -301,7 +393,18 @@ def _train(config, device, run_dir, on_epoch, resume, on_checkpoint) -> dict:
         use_compile = config.compile is True or (
             config.compile == "auto" and device.type == "cuda" and total_steps >= COMPILE_MIN_STEPS
         )
-        step = TrainStep(model, optimizer, precision, config.grad_clip, use_graphs, use_compile, config.data.batch_size)
+        resident = {"segments": train_segments, "lr_at": lambda s: config.lr * lr_factor(s), "total_steps": total_steps}
+        step = TrainStep(
+            model,
+            optimizer,
+            precision,
+            config.grad_clip,
+            use_graphs,
+            use_compile,
+            config.data.batch_size,
+            **(resident if use_graphs else {}),
+        )
+        evaluation = Evaluation(model, test_segments, config.data.test_batch_size, precision, use_graphs)
         longest_test = max(s.inputs.shape[1] for s in test_segments)
         state_size = model.state_size(longest_test)
         tokens_per_epoch = sum(s.inputs.numel() for s in train_segments)
@@ -331,17 +434,21 @@ def _train(config, device, run_dir, on_epoch, resume, on_checkpoint) -> dict:
         model.train()
         epoch_start = time.perf_counter()
         step.loss_sum.zero_()
-        for _, inputs, positions, targets in batches.epoch(epoch):
-            step.set_lr(config.lr * lr_factor(global_step))
-            step(inputs, positions, targets)
-            global_step += 1
+        if step.segments is not None:
+            for segment in step.begin_epoch(batches, epoch, global_step):
+                step.resident_step(segment)
+            global_step += len(batches)
+        else:
+            for _, inputs, positions, targets in batches.epoch(epoch):
+                step.set_lr(config.lr * lr_factor(global_step))
+                step(inputs, positions, targets)
+                global_step += 1
         loss_sum = step.loss_sum
         if device.type == "cuda":
             torch.cuda.current_stream(device).synchronize()
         epoch_time = time.perf_counter() - epoch_start
         train_time += epoch_time
-        with CAPTURE_LOCK.eager(device), autocast(device, precision):
-            valid = evaluate(model, test_segments, config.data.test_batch_size)
+        valid = evaluation()
         eval_time = time.perf_counter() - epoch_start - epoch_time
         record = {
             "epoch": epoch,
@@ -376,6 +483,7 @@ def _train(config, device, run_dir, on_epoch, resume, on_checkpoint) -> dict:
         if stop:
             break
     step.release()
+    evaluation.release()
 
     last = history[-1]
     result = {

@@ -107,25 +107,45 @@ class Batches:
     def __len__(self) -> int:
         return sum(-(-len(s) // self.batch_size) for s in self.segments)
 
-    def epoch(self, epoch: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Yields (segment index, inputs (B, L), positions (B, K), targets (B, K))."""
+    def order(self, epoch: int) -> tuple[list[tuple[int, int]], list[torch.Tensor | None]]:
+        """The epoch's batches as (segment index, first row) in the order they are drawn, and each
+        segment's example order on the CPU (None: in order)."""
         gen = torch.Generator().manual_seed(derive_seed("batches", self.seed, epoch))
         plan = []
         orders = []
         for i, seg in enumerate(self.segments):
             n = len(seg)
-            if self.shuffle:
-                orders.append(torch.randperm(n, generator=gen).to(seg.inputs.device, non_blocking=True))
-            else:
-                orders.append(None)
+            orders.append(torch.randperm(n, generator=gen) if self.shuffle else None)
             plan += [(i, start) for start in range(0, n, self.batch_size)]
         if self.shuffle:
             random.Random(derive_seed("batch-order", self.seed, epoch)).shuffle(plan)
+        return plan, orders
+
+    def epoch(self, epoch: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Yields (segment index, inputs (B, L), positions (B, K), targets (B, K))."""
+        plan, orders = self.order(epoch)
+        device_orders = [
+            None if order is None else order.to(seg.inputs.device, non_blocking=True)
+            for seg, order in zip(self.segments, orders)
+        ]
         for i, start in plan:
-            seg, order = self.segments[i], orders[i]
+            seg, order = self.segments[i], device_orders[i]
             stop = min(start + self.batch_size, len(seg))
             if order is None:
                 yield i, seg.inputs[start:stop], seg.positions[start:stop], seg.targets[start:stop]
             else:
                 idx = order[start:stop]
                 yield i, seg.inputs[idx], seg.positions[idx], seg.targets[idx]
+
+    def index_table(self, epoch: int) -> tuple[list[int], torch.Tensor]:
+        """The same batches as `epoch` as the segment index of each and a CPU table (batches,
+        batch_size) of their example indices, a short batch's row filled up with -1."""
+        plan, orders = self.order(epoch)
+        rows, first_row = [], []
+        for seg, order in zip(self.segments, orders):
+            n = len(seg)
+            order = torch.arange(n) if order is None else order
+            first_row.append(sum(len(r) for r in rows))
+            rows.append(torch.cat([order, order.new_full(((-n) % self.batch_size,), -1)]).view(-1, self.batch_size))
+        picked = torch.tensor([first_row[i] + start // self.batch_size for i, start in plan], dtype=torch.long)
+        return [i for i, _ in plan], torch.cat(rows)[picked]
