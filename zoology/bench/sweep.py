@@ -99,23 +99,26 @@ def main(argv: list[str]) -> int:
             progress.close()
             ray.shutdown()
         wall = time.perf_counter() - started
-        results = [p.run.result() for p in planned if p.run.is_finished()]
-        rows.append((k, where, len(results), len(progress.failed), wall, results))
+        finished = [p.run for p in planned if p.run.is_finished()]
+        results = [run.result() for run in finished]
+        epochs = [e for run in finished for e in run.metrics()]
+        phases = {key: sum(e[key] for e in epochs) / max(1, len(finished)) for key in ("epoch_time", "eval_time")}
+        rows.append((k, where, len(results), len(progress.failed), wall, results, phases))
 
-    devices = sorted({r["device"] for *_, results in rows for r in results})
+    devices = sorted({r["device"] for *_, results, _ in rows for r in results})
     print(f"\n{len(configs)} runs ({what}) on {', '.join(devices) or '?'}; results under {root}")
     print(
         f"{'runs/GPU':>8} {'at once':>7} {'done':>5} {'failed':>6} {'wall s':>8} {'runs/hour':>10} "
-        f"{'mean run s':>10} {'x of first':>10}"
+        f"{'mean run s':>10} {'train s':>8} {'eval s':>7} {'x of first':>10}"
     )
     first_rate = None
-    for k, where, done, failed, wall, results in rows:
+    for k, where, done, failed, wall, results, phases in rows:
         mean_run = sum(r["wall_time"] for r in results) / len(results) if results else float("nan")
         label = str(k) if where.device == "cuda" else "cpu"
         rate = done / wall * 3600
         first_rate = first_rate or rate
         print(
             f"{label:>8} {where.slots:>7} {done:>5} {failed:>6} {wall:>8.1f} {rate:>10.0f} {mean_run:>10.1f} "
-            f"{rate / first_rate:>10.2f}"
+            f"{phases['epoch_time']:>8.1f} {phases['eval_time']:>7.2f} {rate / first_rate:>10.2f}"
         )
-    return 0 if all(failed == 0 for _, _, _, failed, _, _ in rows) else 1
+    return 0 if all(row[3] == 0 for row in rows) else 1
