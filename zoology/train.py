@@ -324,7 +324,9 @@ class Evaluation:
     def __call__(self) -> dict:
         if self.graph is not None:
             self.graph.replay()
-            return summarize_evaluation(self.sums, self.segments)
+            with CAPTURE_LOCK.eager(self.device):
+                sums = self.sums.cpu()
+            return summarize_evaluation(sums, self.segments)
         if not self.cuda_graphs or self.sums is None:
             with CAPTURE_LOCK.eager(self.device):
                 self.sums = self._sums()
