@@ -85,6 +85,16 @@ SEEDING = threading.Lock()
 """Held while a run seeds the global generator and draws its initial weights from it."""
 
 
+def capture(fn: Callable[[], object], device: torch.device, pool=None) -> tuple[torch.cuda.CUDAGraph, object]:
+    """fn() captured as a CUDA graph on the current stream (in `pool`, else a pool of its own) while no
+    other thread of the process does eager CUDA work; (the graph, not yet replayed, and fn's result)."""
+    graph = torch.cuda.CUDAGraph()
+    stream = torch.cuda.current_stream(device)
+    with CAPTURE_LOCK.capture(), torch.cuda.graph(graph, pool, stream, capture_error_mode="thread_local"):
+        result = fn()
+    return graph, result
+
+
 def load_segments(config: TrainConfig, split: str, device: torch.device) -> list[DeviceSegment]:
     data = config.data
     return [
@@ -243,12 +253,8 @@ class TrainStep:
                 self._resident_step(segment)
             self.warmed.add(segment)
             return
-        graph = torch.cuda.CUDAGraph()
-        stream = torch.cuda.current_stream(self.device)
-        with CAPTURE_LOCK.capture(), torch.cuda.graph(graph, self.pool, stream, capture_error_mode="thread_local"):
-            self._resident_step(segment)
-        self.graphs[segment] = graph
-        graph.replay()
+        self.graphs[segment], _ = capture(lambda: self._resident_step(segment), self.device, self.pool)
+        self.graphs[segment].replay()
 
     def release(self) -> None:
         """Free the captured graphs (while no other thread captures)."""
@@ -331,13 +337,8 @@ class Evaluation:
             with CAPTURE_LOCK.eager(self.device):
                 self.sums = self._sums()
             return summarize_evaluation(self.sums, self.segments)
-        graph = torch.cuda.CUDAGraph()
-        stream = torch.cuda.current_stream(self.device)
-        with CAPTURE_LOCK.capture(), torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
-            self.sums = self._sums()
-        self.graph = graph
-        graph.replay()
-        return summarize_evaluation(self.sums, self.segments)
+        self.graph, self.sums = capture(self._sums, self.device)
+        return self()
 
     def release(self) -> None:
         with CAPTURE_LOCK.eager(self.device):
