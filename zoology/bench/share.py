@@ -56,8 +56,8 @@ def build_step(model_config, args, batch: int, device, seed: int) -> tuple[Train
     return step, Batches(segments, batch, shuffle=True, seed=seed)
 
 
-def side_by_side(model_config, k: int, args, device) -> float:
-    """Steps per second summed over k runs that replay their steps at once, each in its own thread."""
+def side_by_side(model_config, k: int, batch: int, args, device) -> float:
+    """Steps per second summed over k runs of `batch` that replay their steps at once, each in its own thread."""
     ready = threading.Barrier(k + 1)
     done = threading.Barrier(k + 1)
     errors: list[BaseException] = []
@@ -65,7 +65,7 @@ def side_by_side(model_config, k: int, args, device) -> float:
     def worker(i: int) -> None:
         try:
             with run_stream(device):
-                step, batches = build_step(model_config, args, args.batch, device, seed=i)
+                step, batches = build_step(model_config, args, batch, device, seed=i)
                 for epoch in range(2):
                     if epoch:
                         ready.wait()
@@ -119,21 +119,19 @@ def main(argv: list[str]) -> int:
     )
     print("| model | d | batch | ms/step | examples/ms | time x first batch |")
     print("| --- | --: | --: | --: | --: | --: |")
-    scaling_rows, share_rows = [], []
+    share_rows = []
     for preset in args.model:
         for d in args.d_model:
             update = {"d_model": d, "vocab_size": args.vocab_size}
             model_config = TrainConfig.from_yaml(preset).model.model_copy(update=update)
-            first = None
+            first_ms = None
             for b in batches:
-                one = argparse.Namespace(**{**vars(args), "batch": b})
-                ms = 1e3 / side_by_side(model_config, 1, one, device)
-                first = first or (b, ms)
-                scaling_rows.append((preset, d, b, ms))
-                print(f"| {preset} | {d} | {b} | {ms:.3f} | {b / ms:,.0f} | {ms / first[1]:.2f} |", flush=True)
+                ms = 1e3 / side_by_side(model_config, 1, b, args, device)
+                first_ms = first_ms or ms
+                print(f"| {preset} | {d} | {b} | {ms:.3f} | {b / ms:,.0f} | {ms / first_ms:.2f} |", flush=True)
             alone = None
             for k in ks:
-                rate = side_by_side(model_config, k, args, device)
+                rate = side_by_side(model_config, k, args.batch, args, device)
                 alone = alone or rate / k
                 share_rows.append((preset, d, k, rate, rate / alone))
     print(f"\nruns side by side (threads, a CUDA stream each), batch {args.batch}:")

@@ -121,4 +121,4 @@ def main(argv: list[str]) -> int:
             f"{label:>8} {where.slots:>7} {done:>5} {failed:>6} {wall:>8.1f} {rate:>10.0f} {mean_run:>10.1f} "
             f"{phases['epoch_time']:>8.1f} {phases['eval_time']:>7.2f} {rate / first_rate:>10.2f}"
         )
-    return 0 if all(row[3] == 0 for row in rows) else 1
+    return 0 if all(failed == 0 for _, _, _, failed, *_ in rows) else 1
