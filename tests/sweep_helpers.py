@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from zoology.results import RunDir
+from zoology.runner.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 

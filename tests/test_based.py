@@ -9,8 +9,9 @@ import torch
 
 from zoology import mixers
 from zoology.config import TrainConfig
-from zoology.mixers.based import Based, TaylorFeatureMap, taylor_dim
+from zoology.mixers.based import Based
 from zoology.model import LanguageModel
+from zoology.ops.feature_maps import TaylorFeatureMap, taylor_dim
 
 
 def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:

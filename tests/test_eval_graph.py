@@ -12,7 +12,8 @@ from zoology.config import ModelConfig
 from zoology.data import DeviceSegment
 from zoology.data.mqar import MQARConfig
 from zoology.model import LanguageModel
-from zoology.train import Evaluation, autocast, evaluate
+from zoology.training.evaluation import Evaluation, evaluate
+from zoology.training.step import autocast
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="evaluation is captured only on CUDA")
 
@@ -39,6 +40,8 @@ def test_captured_evaluation_matches_eager_as_weights_change(mixer):
                 eager = evaluate(model, segments, 16)
             assert captured["slices"] == eager["slices"], (mixer, round)
             assert captured["acc"] == eager["acc"], (mixer, round)
+            assert captured["token_acc"] == eager["token_acc"], (mixer, round)
+            assert captured["macro_acc"] == eager["macro_acc"], (mixer, round)
             assert captured["loss"] == pytest.approx(eager["loss"], rel=1e-6), (mixer, round)
             results.append(captured["loss"])
             with torch.no_grad():

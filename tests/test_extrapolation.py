@@ -12,7 +12,8 @@ from zoology.data.presets import (
     based_figure2_train,
     mqar_grid,
 )
-from zoology.train import train
+from zoology.runner.rundir import RunDir
+from zoology.runner.sequential import train_run
 
 
 def test_based_figure2_presets_match_the_paper_setup():
@@ -61,7 +62,7 @@ def test_slices_table_shows_where_recall_is_tested_beyond_training(tmp_path):
             "device": "cpu",
         }
     )
-    train(config, tmp_path / "sweep" / config.run_id)
+    train_run(config, RunDir(tmp_path / "sweep" / config.run_id))
     table = results.load_slices(tmp_path / "sweep")
     assert table["slice"].tolist() == [
         "mqar-L32-N4",

@@ -22,7 +22,7 @@ from sweep_helpers import (
     write_sweep,
 )
 
-from zoology.runlock import RunLock
+from zoology.runner.locks import RunLock
 
 RAY = ["-p", "--num-cpus", "2", "--cpus-per-run", "1"]
 
@@ -157,7 +157,7 @@ def test_a_lock_is_held_while_its_process_lives_and_freed_when_it_is_killed(tmp_
         [
             sys.executable,
             "-c",
-            "import sys, time; from zoology.runlock import RunLock\n"
+            "import sys, time; from zoology.runner.locks import RunLock\n"
             f"assert RunLock({str(run_path)!r}).acquire(); print('held', flush=True); time.sleep(600)",
         ],
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},

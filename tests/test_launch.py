@@ -1,8 +1,11 @@
 import json
 import textwrap
 
+import torch
+
 from zoology import results
 from zoology.launch import main
+from zoology.runner.rundir import RESULT_FORMAT, run_dirs, write_sweep_order
 
 SWEEP = """
 from zoology.config import TrainConfig
@@ -73,4 +76,23 @@ def test_results_rows_have_state_params_and_slices(tmp_path):
     slices = results.load_slices(tmp_path / "runs" / "toy")
     assert set(slices["input_seq_len"]) == {32} and len(slices) == 2
     result = json.loads(next((tmp_path / "runs" / "toy").glob("*/result.json")).read_text())
-    assert result["format"] == results.RESULT_FORMAT
+    assert result["format"] == RESULT_FORMAT
+    assert result["threads"] == torch.get_num_threads()  # CPU results differ slightly between thread counts
+
+
+def test_results_loaders_share_columns_and_keep_the_sweep_order(tmp_path):
+    sweep = write_sweep(tmp_path)
+    main([str(sweep), "--runs-dir", str(tmp_path / "runs")])
+    sweep_dir = tmp_path / "runs" / "toy"
+    df = results.load(sweep_dir)
+    assert list(df.columns[:5]) == ["run_id", "name", "model", "d_model", "lr"]
+    assert df["lr"].tolist() == [1e-3, 1e-2] and df["lr"].tolist() == df["config.lr"].tolist()  # sweep order
+    assert (df["d_model"] == 32).all() and (df["threads"] == torch.get_num_threads()).all()
+    slices = results.load_slices(sweep_dir)
+    assert {"run_id", "name", "model", "d_model", "lr"} <= set(slices.columns)
+    assert slices["run_id"].tolist() == df["run_id"].tolist()
+
+    by_name = sorted(df["run_id"])
+    write_sweep_order(sweep_dir, by_name[::-1])  # a launch of a sweep file listing them the other way round
+    assert [r.path.name for r in run_dirs(sweep_dir)] == by_name[::-1]
+    assert results.load(sweep_dir)["run_id"].tolist() == by_name[::-1]

@@ -6,9 +6,10 @@ import torch.nn.functional as F
 
 from zoology import mixers
 from zoology.config import TrainConfig
-from zoology.mixers import conformance, leap
+from zoology.mixers import conformance
 from zoology.mixers.leap import Leap
 from zoology.model import LanguageModel
+from zoology.ops.additive_pooling import pool_global, pool_window
 
 
 def direct_pool(u: torch.Tensor, scores: torch.Tensor, window: int | None) -> torch.Tensor:
@@ -26,8 +27,8 @@ def direct_pool(u: torch.Tensor, scores: torch.Tensor, window: int | None) -> to
 
 def pooled(u: torch.Tensor, scores: torch.Tensor, window: int | None, chunk_size: int = 64) -> torch.Tensor:
     if window is not None:
-        return leap.pool_window(u, scores, window, chunk_size)
-    numerator, denominator, _ = leap.pool_global(u, scores, chunk_size)
+        return pool_window(u, scores, window, chunk_size)
+    numerator, denominator, _ = pool_global(u, scores, chunk_size)
     return numerator / denominator[..., None]
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from zoology.mixers import conformance
-from zoology.mixers.linear_attention import EPS, LinearAttention, elu_feature_map
+from zoology.mixers.linear_attention import EPS, LinearAttention
+from zoology.ops.feature_maps import elu_feature_map
 
 
 def reference(mixer: LinearAttention, x: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 import zoology
-from zoology.mixers.mamba import _TritonSelectiveScan, reference_scan, selective_scan, triton_available
+from zoology.ops.selective_scan import reference_scan, selective_scan, triton_available
+from zoology.ops.selective_scan.triton import triton_scan
 
 CASES = {
     "seq1-N8": dict(seq=1, d_in=6, N=8, block_d=4),
@@ -46,7 +47,7 @@ def scan_errors(seq, d_in, N, block_d, device, batch=2, dtype="float32") -> dict
     if block_d is None:
         y, h = selective_scan(*inputs, backend="triton")
     else:
-        y, h = _TritonSelectiveScan.apply(*inputs, block_d, 4, 3)
+        y, h = triton_scan(*inputs, block_d, 4, 3)
     assert y.dtype == h.dtype == inputs[0].dtype and h.shape == (batch, d_in, N)
     grad_y = torch.randn(seq, batch, d_in, generator=gen).to(device)
     grads = torch.autograd.grad(y, inputs, grad_y.to(y.dtype))

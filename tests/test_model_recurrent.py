@@ -10,7 +10,7 @@ from zoology.data import DeviceSegment
 from zoology.data.mqar import MQARConfig
 from zoology.mixers import conformance, state_numel
 from zoology.model import LanguageModel
-from zoology.train import query_loss
+from zoology.training.step import query_loss
 
 
 def hybrid(mixer_spec: str, **overrides) -> ModelConfig:

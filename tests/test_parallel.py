@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 from sweep_helpers import check_complete, finish, kill_group, launch, run_dir, tiny_config, trainings, write_sweep
 
-from zoology.parallel import RayOptions, placement
-from zoology.runlock import RunLock
+from zoology.config import TrainConfig
+from zoology.results import load_model
+from zoology.runner.locks import RunLock
+from zoology.runner.ray import RayOptions, placement
+from zoology.training.evaluation import evaluate
+from zoology.training.loop import load_segments
 
 
 def test_ray_sweep_trains_in_worker_processes_and_prints_each_accuracy(tmp_path):
@@ -31,6 +36,12 @@ def test_ray_sweep_trains_in_worker_processes_and_prints_each_accuracy(tmp_path)
     assert trainings(record) == {"a": 1, "b": 1, "c": 1}
     table = [line.split() for line in out.splitlines() if line.strip().startswith("probe-")]
     assert sorted(row[0] for row in table if row[-1] == "done") == ["probe-a", "probe-b", "probe-c"]
+    for config in configs:  # the weights travelled back to the driver, which wrote them
+        run = run_dir(tmp_path / "runs" / "par", config)
+        train_config = TrainConfig.model_validate(config)
+        segments = load_segments(train_config, "test", torch.device("cpu"))
+        evaluated = evaluate(load_model(run.path), segments, train_config.data.test_batch_size)
+        assert evaluated["acc"] == pytest.approx(run.result()["last"]["acc"], abs=1e-9)
 
 
 def test_filter_runs_only_matching_names_and_dry_run_estimates_the_rest(tmp_path):
@@ -47,7 +58,8 @@ def test_filter_runs_only_matching_names_and_dry_run_estimates_the_rest(tmp_path
     assert not run_dir(sweep_dir, configs[1]).path.exists()
 
     rc, out = finish(launch(sweep, runs, "--filter", "nothing-matches"))
-    assert rc == 0 and "0 runs" in out, out
+    assert rc == 2 and "--filter 'nothing-matches' matches none of the sweep's 3 run names" in out, out
+    assert "probe-small-1, probe-small-2, probe-large-1" in out and "frontier plot" not in out
 
     held = RunLock(run_dir(sweep_dir, configs[1]).path)
     assert held.acquire()
@@ -60,12 +72,25 @@ def test_filter_runs_only_matching_names_and_dry_run_estimates_the_rest(tmp_path
     lines = {line.split()[2]: line for line in out.splitlines() if line.startswith("  ")}
     assert lines["probe-small-1"].split()[0] == "done" and "acc" in lines["probe-small-1"]
     assert lines["probe-small-2"].split()[0] == "running" and f"pid {os.getpid()}" in lines["probe-small-2"]
-    assert "estimated time:" in out and "from 2 finished run(s)" in out
+    assert "estimated training time" in out and "total:" in out
     assert trainings(record) == {"small-1": 1, "large-1": 1}
 
     rc, out = finish(launch(sweep, runs, "--dry-run", "--filter", "small-2"))
     mean = sum(run_dir(sweep_dir, c).result()["wall_time"] for c in (configs[0], configs[2])) / 2
-    assert rc == 0 and f"~{mean:.0f}s" in out, out
+    assert rc == 0 and f"~{mean:.0f}s (mean of 2 finished, same family and width)" in out, out
+
+    # Another sweep directory: runs finished in runs/plan estimate themselves; a family with no
+    # finished run anywhere gets no estimate rather than another family's mean.
+    other = tiny_config("other-family", record, epochs=1)
+    other["model"]["mixers"][1] = "base_conv"
+    write_sweep(tmp_path / "plan.py", [*configs, other])
+    rc, out = finish(launch(sweep, runs, "--dry-run", "--name", "again"))
+    assert rc == 0, out
+    lines = {line.split()[2]: line for line in out.splitlines() if line.startswith("  todo")}
+    took = run_dir(sweep_dir, configs[0]).result()["wall_time"]
+    assert f"~{took:.0f}s (the same run finished in {sweep_dir})" in lines["probe-small-1"]
+    assert lines["probe-other-family"].rstrip().endswith("no estimate")
+    assert "Probe+base_conv" in out and "unknown (no finished run of this family yet)" in out
 
 
 def test_parallel_without_ray_says_how_to_install_it(tmp_path):

@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from zoology import mixers
-from zoology.mixers import poly_attention as pa
+from zoology.ops import poly_attention as pa
+from zoology.ops.triton_support import INTERPRETED, triton
 
 BASED = (1.0, 1.0, 0.5)
 SQUARE = (0.0, 0.0, 1.0)
@@ -29,12 +30,10 @@ DEVICES = [
     pytest.param(
         "cpu",
         marks=pytest.mark.skipif(
-            not pa.INTERPRETED, reason="interpreted in a subprocess by test_kernels_under_the_interpreter"
+            not INTERPRETED, reason="interpreted in a subprocess by test_kernels_under_the_interpreter"
         ),
     ),
-    pytest.param(
-        "cuda", marks=pytest.mark.skipif(pa.INTERPRETED or not torch.cuda.is_available(), reason="needs CUDA")
-    ),
+    pytest.param("cuda", marks=pytest.mark.skipif(INTERPRETED or not torch.cuda.is_available(), reason="needs CUDA")),
 ]
 # max |error| / max |reference| against a float64 reference on the same inputs: float32 inputs get
 # exact float32 products; bf16 inputs round K, dS and y to bf16 (measured ≤ 1e-6 and ≤ 1e-2).
@@ -173,7 +172,7 @@ def test_fused_view_matches_chunked_view(device, name, kwargs):
         torch.testing.assert_close(state[key], state_chunked[key], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.skipif(pa.INTERPRETED, reason="only outside the interpreter")
+@pytest.mark.skipif(INTERPRETED, reason="only outside the interpreter")
 @pytest.mark.parametrize("name", ["based", "rebased"])
 def test_fused_view_on_the_cpu_needs_the_interpreter_and_auto_stays_chunked(name):
     chunked, fused = _module_pair(name, feature_dim=4)
@@ -187,8 +186,8 @@ def test_fused_view_on_the_cpu_needs_the_interpreter_and_auto_stays_chunked(name
         mixers.build(name, d_model=32, view="recurrent")
 
 
-@pytest.mark.skipif(pa.triton is None, reason="needs triton")
-@pytest.mark.skipif(pa.INTERPRETED, reason="this is the interpreted run")
+@pytest.mark.skipif(triton is None, reason="needs triton")
+@pytest.mark.skipif(INTERPRETED, reason="this is the interpreted run")
 @pytest.mark.skipif(torch.cuda.is_available(), reason="with CUDA the compiled kernels are checked instead")
 def test_kernels_under_the_interpreter():
     env = {**os.environ, "TRITON_INTERPRET": "1"}

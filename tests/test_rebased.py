@@ -7,9 +7,10 @@ import torch.nn.functional as F
 from zoology import mixers
 from zoology.config import TrainConfig
 from zoology.mixers import conformance
-from zoology.mixers import feature_attention as fa
 from zoology.mixers.rebased import ReBased
 from zoology.model import LanguageModel
+from zoology.ops import linear_attention
+from zoology.ops.feature_maps import square_feature_map, square_kernel
 
 
 def reference(mixer: ReBased, x: torch.Tensor) -> torch.Tensor:
@@ -31,10 +32,10 @@ def reference(mixer: ReBased, x: torch.Tensor) -> torch.Tensor:
 
 def test_compact_square_feature_map_gives_the_squared_kernel():
     q, k = torch.randn(5, 16, dtype=torch.float64), torch.randn(7, 16, dtype=torch.float64)
-    phi_q, phi_k = fa.square_feature_map(q), fa.square_feature_map(k)
+    phi_q, phi_k = square_feature_map(q), square_feature_map(k)
     assert phi_q.shape == (5, 136)
     torch.testing.assert_close(phi_q @ phi_k.T, (q @ k.T / 4.0) ** 2)
-    torch.testing.assert_close(phi_q @ phi_k.T, fa.square_kernel(q, k))
+    torch.testing.assert_close(phi_q @ phi_k.T, square_kernel(q, k))
 
 
 @pytest.mark.parametrize("num_heads,feature_dim,chunk_size,seq_len", [(1, 16, 64, 150), (4, 8, 7, 45), (2, 4, 1, 9)])
@@ -54,12 +55,14 @@ def test_chunked_and_quadratic_views_agree(dtype, tol):
     torch.manual_seed(0)
     q, k = torch.randn(2, 3, 200, 8, dtype=dtype), torch.randn(2, 3, 200, 8, dtype=dtype)
     v = torch.randn(2, 3, 200, 5, dtype=dtype)
-    quadratic = fa.quadratic(q, k, v, fa.square_kernel, fa.square_feature_map, 1e-12)
+    quadratic = linear_attention.quadratic(q, k, v, square_kernel, square_feature_map, 1e-12)
     for chunk_size in (1, 16, 64, 256):
-        y, (states, normalisers) = fa.chunked(q, k, v, fa.square_kernel, fa.square_feature_map, 1e-12, chunk_size)
+        y, (states, normalisers) = linear_attention.chunked(
+            q, k, v, square_kernel, square_feature_map, 1e-12, chunk_size
+        )
         torch.testing.assert_close(y, quadratic, rtol=tol, atol=tol)
-        torch.testing.assert_close(states, torch.einsum("bhle,bhlD->bheD", v, fa.square_feature_map(k)))
-        torch.testing.assert_close(normalisers, fa.square_feature_map(k).sum(-2))
+        torch.testing.assert_close(states, torch.einsum("bhle,bhlD->bheD", v, square_feature_map(k)))
+        torch.testing.assert_close(normalisers, square_feature_map(k).sum(-2))
 
 
 def orthogonal_mixer(num_heads: int, feature_dim: int = 16) -> ReBased:
@@ -82,7 +85,7 @@ def test_outputs_stay_finite_and_bounded_when_every_kernel_value_is_zero(num_hea
     x = torch.randn(2, 80, 48)
     largest_value = mixer.out_proj(mixer.v_proj(x)).abs().max()
     q, k, _ = mixer._qkv(x)
-    assert fa.square_kernel(q.transpose(1, 2), k.transpose(1, 2)).max() < 1e-10
+    assert square_kernel(q.transpose(1, 2), k.transpose(1, 2)).max() < 1e-10
 
     outputs = {"forward": mixer(x), "first token": mixer(x[:, :1]), "prefill": mixer.prefill(x)[0]}
     with torch.autocast("cpu", dtype=torch.bfloat16):

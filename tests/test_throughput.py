@@ -7,7 +7,8 @@ from zoology import results
 from zoology.bench import throughput
 from zoology.config import ModelConfig, TrainConfig
 from zoology.model import LanguageModel
-from zoology.train import train
+from zoology.runner.rundir import RunDir
+from zoology.runner.sequential import train_run
 
 TINY = dict(batch_sizes=(2,), contexts=(8,), decode_steps=2, repeats=1, warmup=0, device="cpu")
 
@@ -99,7 +100,7 @@ def test_sweep_results_written_per_device_and_joined_by_load(tmp_path):
     sweep = tmp_path / "sweep"
     configs = [tiny_train_config(["base_conv"], lr=lr) for lr in (1e-3, 3e-3)]
     for c in configs:
-        train(c, sweep / c.run_id)
+        train_run(c, RunDir(sweep / c.run_id))
     args = [
         "--sweep",
         str(sweep),
@@ -142,3 +143,46 @@ def test_sweep_results_written_per_device_and_joined_by_load(tmp_path):
     assert (frame["decode_tokens_per_s.B2.P16"] > 0).all() and (frame["prefill_tokens_per_s"] > 0).all()
     assert "decode_tokens_per_s" in results.load(sweep, throughput_device="cpu")
     assert results.load(sweep, throughput_device="no such device").filter(regex="^(prefill|decode)_|^throughput_").empty
+
+
+def test_a_config_trained_and_measured_alone_lands_in_one_directory_apart_from_sweeps(tmp_path, capsys):
+    """zoology.train and bench throughput CONFIG record a config in RUNS_DIR/train-<family>/<run id>,
+    whatever preset it came from, and say so; results.load joins the two."""
+    from zoology import train
+
+    config = tiny_train_config(["base_conv", "attention"], name="attention")
+    path = tmp_path / "attention.yaml"
+    path.write_text(json.dumps(config.model_dump(mode="json")))
+    runs = tmp_path / "runs"
+    assert train.main([str(path), "--runs-dir", str(runs)]) == 0
+    out = capsys.readouterr().out
+    run = runs / "train-base_conv+attention" / config.run_id
+    assert f"results in {run}" in out and "(1 epoch)" in out
+    mine = config.set({"model.mixers.1.name": dotted(broken_recurrence.PrefixMean), "name": "attention"})
+    assert train.main([str(path), "--set", f"model.mixers.1.name={dotted(broken_recurrence.PrefixMean)}",
+                       "--runs-dir", str(runs)]) == 0  # fmt: skip
+    assert (runs / "train-base_conv+PrefixMean" / mine.run_id / "result.json").exists()  # not beside attention's
+    assert len(results.load(runs / "train-base_conv+attention")) == 1
+
+    args = [str(path), "-B", "2", "-P", "8", "--decode-steps", "1", "--repeats", "1", "--warmup", "0"]
+    assert throughput.main([*args, "--device", "cpu", "--runs-dir", str(runs)]) == 0
+    assert str(run / "throughput.json") in capsys.readouterr().out
+    df = results.load(runs / "train-base_conv+attention")
+    assert df["decode_tokens_per_s"].iloc[0] == df["decode_tokens_per_s.B2.P8"].iloc[0]
+    assert (df["throughput_batch_size"] == 2).all() and (df["throughput_context"] == 8).all()  # nearest 64 x 1024
+
+
+def test_a_sweep_directory_given_as_a_config_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        throughput.main([str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert f"use --sweep {tmp_path}" in capsys.readouterr().err
+
+
+def test_contexts_past_a_mixers_max_seq_len_are_error_points_the_rest_measured():
+    """Hyena's filter ends at max_seq_len = 160: a 160-token prompt fits, its decode steps do not."""
+    settings = throughput.Settings(**{**TINY, "contexts": (8, 160)})
+    config = ModelConfig(vocab_size=32, d_model=16, mixers=[{"name": "hyena", "kwargs": {"max_seq_len": 160}}])
+    short, long = throughput.measure(config, settings, log=lambda _: None)["points"]
+    assert short["decode_tokens_per_s"] > 0 and short["state_elements_per_seq"] == LanguageModel(config).state_size(8)
+    assert long["context"] == 160 and "too long" in long["error"] and "max_seq_len=160" in long["error"]

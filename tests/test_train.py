@@ -7,13 +7,18 @@ from conftest import tiny_config
 from zoology.config import TrainConfig
 from zoology.data import IGNORE_INDEX, Batches
 from zoology.model import LanguageModel
-from zoology.results import RunDir
-from zoology.train import TrainStep, cosine_schedule, load_segments, pad_batch, query_loss, train
+from zoology.runner.progress import epochs_note
+from zoology.runner.rundir import RunDir
+from zoology.runner.sequential import train_run
+from zoology.training import Callbacks, train
+from zoology.training.loop import load_segments
+from zoology.training.schedule import learning_rates
+from zoology.training.step import TrainStep, pad_batch, query_loss
 
 
 def test_tiny_attention_learns_easy_mqar(tmp_path):
     config = tiny_config({"max_epochs": 8, "early_stopping_threshold": 0.97})
-    result = train(config, tmp_path / "run")
+    result = train_run(config, RunDir(tmp_path / "run"))
     assert result["best"]["acc"] >= 0.95, result
     assert result["last"]["slices"] == {"mqar-L32-N4": result["last"]["acc"]}
     assert result["state_size"] == 32 * 2 + 2 * 32 * 32
@@ -23,10 +28,13 @@ def test_tiny_attention_learns_easy_mqar(tmp_path):
     assert TrainConfig.model_validate_json((tmp_path / "run" / "config.json").read_text()) == config
 
 
-def test_early_stopping_at_threshold(tmp_path):
-    result = train(tiny_config({"max_epochs": 20, "early_stopping_threshold": 0.5}), tmp_path / "run")
+def test_early_stopping_at_threshold():
+    config = tiny_config({"max_epochs": 20, "early_stopping_threshold": 0.5})
+    result = train(config)
     assert result["stopped_early"] and result["epochs"] < 20
     assert result["last"]["acc"] > 0.5
+    note = f"{result['epochs']} of 20 epochs, stopped early: valid acc > 0.5"
+    assert epochs_note(config, result) == note  # what the launcher and zoology.train print for the run
 
 
 def test_loss_ignores_unlabelled_positions():
@@ -103,24 +111,17 @@ def test_resident_steps_train_as_batches_handed_in():
     segments = load_segments(config, "train", torch.device("cpu"))
     batches = Batches(segments, 64, shuffle=True, seed=3)
     total = 3 * len(batches)
-    lr_factor = cosine_schedule(total, 2)
+    lr_at = learning_rates(config.lr, total, 2)
     runs = []
     for resident in (False, True):
         torch.manual_seed(0)
         model = LanguageModel(config.model)
         optimizer = torch.optim.AdamW(model.param_groups(0.1), lr=torch.tensor(config.lr))
-        extra = {"segments": segments, "lr_at": lambda s: config.lr * lr_factor(s), "total_steps": total}
-        step = TrainStep(model, optimizer, "fp32", 1.0, False, batch_size=64, **(extra if resident else {}))
+        extra = {"segments": segments, "total_steps": total}
+        step = TrainStep(model, optimizer, lr_at, "fp32", 1.0, False, batch_size=64, **(extra if resident else {}))
         losses = []
         for epoch in range(3):
-            step.loss_sum.zero_()
-            if resident:
-                for segment in step.begin_epoch(batches, epoch, epoch * len(batches)):
-                    step.resident_step(segment)
-            else:
-                for s, (_, inputs, positions, targets) in enumerate(batches.epoch(epoch)):
-                    step.set_lr(config.lr * lr_factor(epoch * len(batches) + s))
-                    step(inputs, positions, targets)
+            step.run_epoch(batches, epoch, epoch * len(batches))
             losses.append(float(step.loss_sum))
         runs.append((losses, [p.detach().clone() for p in model.parameters()]))
     (host_losses, host_params), (resident_losses, resident_params) = runs
@@ -136,7 +137,7 @@ def test_captured_training_and_evaluation_match_the_eager_path_on_cuda():
     records = {}
     for graphs in (False, True):
         records[graphs] = []
-        result = train(config.set({"cuda_graphs": graphs}), on_epoch=records[graphs].append)
+        result = train(config.set({"cuda_graphs": graphs}), Callbacks(on_epoch=records[graphs].append))
         assert result["cuda_graphs"] is graphs
     for eager, captured in zip(records[False], records[True], strict=True):
         assert captured["train_loss"] == pytest.approx(eager["train_loss"], rel=1e-3)
@@ -152,12 +153,12 @@ def test_a_resident_step_needs_a_tensor_learning_rate():
         TrainStep(
             model,
             torch.optim.AdamW(model.parameters(), lr=1e-3),
+            lambda s: 1e-3,
             "fp32",
             None,
             False,
             batch_size=64,
             segments=segments,
-            lr_at=lambda s: 1e-3,
             total_steps=10,
         )
 
@@ -174,19 +175,19 @@ def test_a_run_cut_short_resumes_from_its_checkpoint_and_ends_the_same(tmp_path,
     """On CUDA the run takes the resident, captured path; its backward sums with atomics, so
     there the records agree to rounding, not bit for bit."""
     config = tiny_config({"max_epochs": 4, "checkpoint_every": 0, "early_stopping_threshold": None, "device": device})
-    whole = train(config, tmp_path / "whole")
+    whole = train_run(config, RunDir(tmp_path / "whole"))
 
     def cut_after_second_epoch(record):
         if record["epoch"] == 1:
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        train(config, tmp_path / "cut", on_epoch=cut_after_second_epoch)
+        train_run(config, RunDir(tmp_path / "cut"), on_epoch=cut_after_second_epoch)
     cut = RunDir(tmp_path / "cut")
     assert cut.checkpoint_path.exists() and len(cut.metrics()) == 2 and not cut.is_finished()
 
     seen = []
-    resumed = train(config, tmp_path / "cut", on_epoch=seen.append)
+    resumed = train_run(config, RunDir(tmp_path / "cut"), on_epoch=seen.append)
     assert [r["epoch"] for r in seen] == [0, 1, 2, 3]
     assert resumed["epochs"] == whole["epochs"] == 4
     assert not cut.checkpoint_path.exists()
@@ -204,8 +205,8 @@ def test_a_run_cut_short_resumes_from_its_checkpoint_and_ends_the_same(tmp_path,
 
 def test_no_checkpoint_when_checkpoint_every_is_none(tmp_path):
     checkpoints = []
-    train(tiny_config({"checkpoint_every": None}), on_checkpoint=checkpoints.append)
-    train(tiny_config({"checkpoint_every": 0}), on_checkpoint=checkpoints.append)
+    train(tiny_config({"checkpoint_every": None}), Callbacks(on_checkpoint=checkpoints.append))
+    train(tiny_config({"checkpoint_every": 0}), Callbacks(on_checkpoint=checkpoints.append))
     assert len(checkpoints) == 1  # 2 epochs: only after the first, never after the last
 
 
@@ -221,3 +222,31 @@ def test_a_process_training_many_model_shapes_keeps_compiling_each():
         result = train(tiny_config({**data, "model.d_model": d_model, "max_epochs": 1, "compile": True}))
         assert result["compiled"]
     assert counters["frames"]["total"] == counters["frames"]["ok"] == 10, dict(counters["frames"])
+
+
+def test_learning_rate_schedules_warm_up_then_decay_to_their_floor():
+    """The Based proof of concept's schedule: 1e-5 at step 0, the peak at step 200, cosine to 0 at the end;
+    linear decay to a floor; and the default warm-up, which reaches the peak at its last step."""
+    poc = learning_rates(1e-3, 1000, warmup_steps=200, decay="cosine", warmup_start=1e-5)
+    assert poc(0) == pytest.approx(1e-5) and poc(100) == pytest.approx((1e-5 + 1e-3) / 2) and poc(200) == 1e-3
+    assert poc(600) == pytest.approx(0.5e-3) and poc(1000) == pytest.approx(0.0, abs=1e-18)
+    floor = learning_rates(1e-3, 100, decay="linear", min_lr=1e-4)
+    assert [floor(s) for s in (0, 50, 100, 150)] == pytest.approx([1e-3, 5.5e-4, 1e-4, 1e-4])
+    ramp = learning_rates(1e-3, 100, warmup_steps=4)
+    assert [ramp(s) for s in range(5)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])
+    assert learning_rates(1e-3, 100, decay="constant")(99) == 1e-3
+
+
+def test_schedule_settings_are_checked_and_reach_the_trainer():
+    with pytest.raises(ValueError, match="min_lr=0.01 must be at most lr=0.001"):
+        tiny_config({"lr": 1e-3, "min_lr": 1e-2})
+    with pytest.raises(ValueError, match="warmup_start_lr"):
+        tiny_config({"lr": 1e-3, "warmup_start_lr": 1e-2})
+    records = []
+    config = tiny_config({"max_epochs": 3, "early_stopping_threshold": None, "lr_decay": "linear", "min_lr": 2e-4})
+    train(config, Callbacks(on_epoch=records.append))
+    steps = 3 * len(Batches(load_segments(config, "train", torch.device("cpu")), config.data.batch_size, True, 0))
+    # each epoch's record holds the lr of its last step; the floor is reached after the last step
+    expected = [2e-4 + (config.lr - 2e-4) * (1 - s / steps) for s in (steps // 3 - 1, 2 * steps // 3 - 1, steps - 1)]
+    assert [r["lr"] for r in records] == pytest.approx(expected)
+    assert config.run_id != tiny_config({"max_epochs": 3, "early_stopping_threshold": None}).run_id

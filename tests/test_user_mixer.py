@@ -11,6 +11,7 @@ import pytest
 
 from zoology import launch, results
 from zoology.mixers import conformance
+from zoology.runner.plan import load_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = "examples.my_mixer.CumulativeMean"
@@ -51,7 +52,7 @@ def test_kit_runs_on_a_mixer_named_on_the_command_line():
 
 
 def test_example_sweep_file_loads(repo_on_path):
-    names = [c.model.mixers[1].name for c in launch.load_sweep(REPO / "examples" / "my_mixer_sweep.py")]
+    names = [c.model.mixers[1].name for c in load_sweep(REPO / "examples" / "my_mixer_sweep.py")]
     assert names == ["attention", EXAMPLE]
 
 

@@ -88,6 +88,8 @@ def test_offline_wandb_run_files_hold_the_logged_metrics(tmp_path, parallel):
     sweep_dir = tmp_path / "runs" / "logged"
     files = sorted((sweep_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(files) == 2, out
+    note = f"W&B offline: 2 run(s) saved under {sweep_dir / 'wandb'}; upload with `wandb sync {sweep_dir / 'wandb'}/"
+    assert note in out, out
     runs = {r["run"].display_name: r for r in map(read_offline_run, files)}
     ok, oom = runs["probe-ok"], runs["probe-oom"]
 

@@ -6,6 +6,7 @@ the config is built, so a typo fails at launch, not hours into a sweep.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
@@ -14,9 +15,16 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapt
 
 from zoology import mixers
 from zoology.data.ar import ARConfig
+from zoology.data.compression import CompressionConfig
+from zoology.data.fuzzy_recall import FuzzyRecallConfig
+from zoology.data.in_context_recall import InContextRecallConfig
+from zoology.data.memorization import MemorizationConfig
 from zoology.data.mqar import MQARConfig
 from zoology.data.mqar_overwrite import OverwriteMQARConfig
+from zoology.data.noisy_recall import NoisyRecallConfig
 from zoology.data.presets import PRESETS_DIR
+from zoology.data.selective_copying import SelectiveCopyingConfig
+from zoology.data.text import TextConfig
 from zoology.utils import content_hash
 
 
@@ -32,6 +40,13 @@ SegmentConfig = Annotated[
         Annotated[MQARConfig, Tag("mqar")],
         Annotated[ARConfig, Tag("ar")],
         Annotated[OverwriteMQARConfig, Tag("mqar_overwrite")],
+        Annotated[TextConfig, Tag("text")],
+        Annotated[InContextRecallConfig, Tag("in_context_recall")],
+        Annotated[FuzzyRecallConfig, Tag("fuzzy_recall")],
+        Annotated[NoisyRecallConfig, Tag("noisy_recall")],
+        Annotated[SelectiveCopyingConfig, Tag("selective_copying")],
+        Annotated[CompressionConfig, Tag("compression")],
+        Annotated[MemorizationConfig, Tag("memorization")],
     ],
     Discriminator(_task_of),
 ]
@@ -39,6 +54,12 @@ SegmentConfig = Annotated[
 
 segment_adapter: TypeAdapter = TypeAdapter(SegmentConfig)
 """`segment_adapter.validate_python({"task": "ar", ...})` parses one segment config."""
+
+
+def family_name(mixer_names: Iterable[str]) -> str:
+    """A model's family: its mixers' short names joined by '+', e.g. 'base_conv+based' (a dotted
+    path counts by its last part: 'my_pkg.mod.MyMixer' -> 'MyMixer')."""
+    return "+".join(name.rpartition(".")[2] for name in mixer_names)
 
 
 class _Strict(BaseModel):
@@ -63,7 +84,8 @@ class MixerConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    """Embedding, n_layers pre-norm residual blocks, final norm, tied LM head.
+    """Embedding, n_layers pre-norm residual blocks, final norm, tied LM head (untied with
+    tie_embeddings=False).
 
     Layer i uses mixers[i mod len(mixers)]: [base_conv, based] with 2 layers is the Based hybrid.
     """
@@ -73,9 +95,41 @@ class ModelConfig(_Strict):
     n_layers: int = Field(2, ge=1)
     mixers: list[MixerConfig] = Field(min_length=1)
     mlp_expand: int = Field(0, ge=0, description="0: no MLP between mixers (the MQAR setups)")
+    mlp: Literal["gelu", "swiglu"] = Field(
+        "gelu",
+        description="the MLP of each block, when it has one: gelu (Linear, GELU, Linear, with biases) or "
+        "swiglu (W2·(silu(W1·x) ⊙ W3·x), no biases)",
+    )
+    mlp_width: int | None = Field(
+        None, ge=1, description="the MLP's inner width (default mlp_expand · d_model); setting it adds the MLP"
+    )
     position_embeddings: bool = Field(False, description="learned absolute positions")
     embed_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     norm_eps: float = Field(1e-5, gt=0)
+    tie_embeddings: bool = Field(
+        True, description="unembed with the token embedding; False: a Linear(d_model, vocab_size) of its own, no bias"
+    )
+    readout: Literal["tokens", "bottleneck"] = Field(
+        "tokens",
+        description="tokens: logits from each position's hidden state; bottleneck: every position decoded "
+        "from the last position's hidden state plus a sinusoidal position (an encoder-decoder: the "
+        "compression task)",
+    )
+
+    @model_validator(mode="after")
+    def _check_mlp(self) -> ModelConfig:
+        if self.mlp == "swiglu" and not self.inner_width:
+            raise ValueError("mlp='swiglu' needs an inner width: set mlp_width (or mlp_expand > 0)")
+        return self
+
+    @property
+    def inner_width(self) -> int:
+        """The MLP's inner width; 0: no MLP."""
+        return self.mlp_width if self.mlp_width is not None else self.mlp_expand * self.d_model
+
+    @property
+    def family(self) -> str:
+        return family_name(m.name for m in self.mixers)
 
 
 class DataConfig(_Strict):
@@ -86,6 +140,11 @@ class DataConfig(_Strict):
 
     train: list[SegmentConfig] = Field(min_length=1)
     test: list[SegmentConfig] = Field(min_length=1)
+    valid: list[SegmentConfig] = Field(
+        [],
+        description="validation segments, drawn from seeds of their own: when given, early stopping and the "
+        "selected epoch (result 'selected', the test numbers of that epoch) follow them instead of the test set",
+    )
     batch_size: int = Field(256, ge=1)
     test_batch_size: int = Field(256, ge=1)
     seed: int = Field(0, ge=0)
@@ -94,9 +153,11 @@ class DataConfig(_Strict):
 
     LAUNCH_FIELDS: ClassVar[tuple[str, ...]] = ("cache_dir", "test_batch_size")
 
+    SPLITS: ClassVar[tuple[str, ...]] = ("train", "test", "valid")
+
     @property
     def max_seq_len(self) -> int:
-        return max(s.input_seq_len for s in [*self.train, *self.test])
+        return max(s.input_seq_len for s in [*self.train, *self.test, *self.valid])
 
 
 class LoggerConfig(_Strict):
@@ -113,8 +174,9 @@ class LoggerConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    """One training run. `name`, `device`, `precision`, `cuda_graphs` and `logger` are launch metadata:
-    they choose how the run is computed or recorded, not what, and do not change the run id."""
+    """One training run. `name`, `device`, `precision`, `cuda_graphs`, `logger` and the other
+    LAUNCH_FIELDS are launch metadata: they choose how the run is computed or recorded, not what, and
+    do not change the run id."""
 
     model: ModelConfig
     data: DataConfig
@@ -122,12 +184,29 @@ class TrainConfig(_Strict):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.1, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = Field(0, ge=0)
+    warmup_steps: int = Field(0, ge=0, description="steps of linear warm-up to lr")
+    warmup_start_lr: float | None = Field(
+        None, gt=0, description="lr at step 0 of the warm-up (default: lr / warmup_steps, reaching lr at its last step)"
+    )
+    lr_decay: Literal["cosine", "linear", "constant"] = Field(
+        "cosine", description="after the warm-up, from lr to min_lr at the last step"
+    )
+    min_lr: float = Field(0.0, ge=0, description="the floor the decay ends at")
     max_epochs: int = Field(32, ge=1)
     early_stopping_threshold: float | None = Field(
-        0.99, gt=0, le=1, description="stop once validation accuracy exceeds this"
+        0.99,
+        gt=0,
+        le=1,
+        description="stop once validation accuracy exceeds this (the test segments' accuracy, or with "
+        "data.valid the validation segments' token accuracy)",
     )
     grad_clip: float | None = Field(None, gt=0)
+    grad_accum_steps: int = Field(
+        1,
+        ge=1,
+        description="split each batch of data.batch_size examples into this many micro-batches, run one after "
+        "another and accumulated into one update, equal to the whole batch's",
+    )
     seed: int = Field(0, ge=0)
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', …")
     precision: Literal["auto", "fp32", "bf16"] = Field(
@@ -143,6 +222,9 @@ class TrainConfig(_Strict):
         120.0, ge=0, description="seconds between end-of-epoch checkpoints (0: every epoch; None: never)"
     )
     logger: LoggerConfig | None = Field(None, description="Weights & Biases logging; off when None")
+    keep_best_weights: bool = Field(
+        False, description="also keep the best epoch's weights (model_best.safetensors); the final ones are always kept"
+    )
 
     LAUNCH_FIELDS: ClassVar[tuple[str, ...]] = (
         "name",
@@ -152,6 +234,8 @@ class TrainConfig(_Strict):
         "compile",
         "checkpoint_every",
         "logger",
+        "keep_best_weights",
+        "grad_accum_steps",
     )
 
     @field_validator("device")
@@ -163,16 +247,38 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
-        for split in ("train", "test"):
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr={self.min_lr:g} must be at most lr={self.lr:g}")
+        if self.warmup_start_lr is not None and self.warmup_start_lr > self.lr:
+            raise ValueError(f"warmup_start_lr={self.warmup_start_lr:g} must be at most lr={self.lr:g}")
+        if self.data.batch_size % self.grad_accum_steps:
+            raise ValueError(
+                f"grad_accum_steps={self.grad_accum_steps} must divide data.batch_size={self.data.batch_size} "
+                "(each micro-batch holds batch_size / grad_accum_steps examples)"
+            )
+        for split in self.data.SPLITS:
             for i, seg in enumerate(getattr(self.data, split)):
                 if seg.vocab_size > self.model.vocab_size:
                     raise ValueError(
                         f"data.{split}[{i}].vocab_size={seg.vocab_size} exceeds "
                         f"model.vocab_size={self.model.vocab_size}"
                     )
+                for field, needed in seg.model_requirements.items():
+                    if getattr(self.model, field) != needed:
+                        raise ValueError(
+                            f"data.{split}[{i}] ({seg.task}) needs model.{field}={needed!r}, "
+                            f"not {getattr(self.model, field)!r}"
+                        )
+        for i, mixer in enumerate(self.model.mixers):
+            limit = mixers.max_seq_len(mixer.name, mixer.kwargs)
+            if isinstance(limit, int) and limit < self.data.max_seq_len:
+                raise ValueError(
+                    f"model.mixers[{i}] ({mixer.name}) takes sequences up to max_seq_len={limit}, but the data "
+                    f"has sequences of {self.data.max_seq_len} tokens: set model.mixers.{i}.kwargs.max_seq_len "
+                    f">= {self.data.max_seq_len}"
+                )
         if self.name is None:
-            kinds = "+".join(m.name.rpartition(".")[2] for m in self.model.mixers)
-            object.__setattr__(self, "name", f"{kinds}-d{self.model.d_model}-lr{self.lr:g}")
+            object.__setattr__(self, "name", f"{self.model.family}-d{self.model.d_model}-lr{self.lr:g}")
         return self
 
     def resolved_precision(self, device) -> str:

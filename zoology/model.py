@@ -1,31 +1,77 @@
-"""The language model around the mixers: embeddings, pre-norm residual blocks, tied LM head."""
+"""The language model around the mixers: embeddings, pre-norm residual blocks, tied (or untied) LM
+head, and an optional bottleneck read-out (an encoder-decoder for the compression task)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from zoology import mixers
 from zoology.config import ModelConfig
 
 
-class Block(nn.Module):
-    """x + mixer(LN(x)), then x + MLP(LN(x)) when the model has an MLP."""
+class SwiGLU(nn.Module):
+    """W2·(silu(W1·x) ⊙ W3·x) without biases: (..., d_model) -> (..., d_model) through `width`."""
 
-    def __init__(self, mixer: nn.Module, d_model: int, mlp_expand: int, eps: float):
+    def __init__(self, d_model: int, width: int):
+        super().__init__()
+        self.gate = nn.Linear(d_model, width, bias=False)
+        self.up = nn.Linear(d_model, width, bias=False)
+        self.down = nn.Linear(width, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+def mlp(kind: str, d_model: int, width: int, eps: float) -> nn.Sequential:
+    """LN then the MLP: gelu (Linear, GELU, Linear, with biases) or swiglu."""
+    if kind == "swiglu":
+        return nn.Sequential(nn.LayerNorm(d_model, eps=eps), SwiGLU(d_model, width))
+    return nn.Sequential(
+        nn.LayerNorm(d_model, eps=eps), nn.Linear(d_model, width), nn.GELU(), nn.Linear(width, d_model)
+    )
+
+
+def sinusoidal_positions(positions: torch.Tensor, d_model: int) -> torch.Tensor:
+    """(...) integer positions -> (..., d_model) fixed embeddings: sin(p·ω_i) in the first half of the
+    features and cos(p·ω_i) in the second, ω_i = 10000^(−i/(d_model/2)) (a zero last feature when
+    d_model is odd)."""
+    half = d_model // 2
+    frequencies = torch.exp(
+        torch.arange(half, device=positions.device, dtype=torch.float32) * (-math.log(10000.0) / max(half, 1))
+    )
+    angles = positions[..., None].float() * frequencies
+    out = torch.cat([angles.sin(), angles.cos()], dim=-1)
+    return F.pad(out, (0, d_model - 2 * half))
+
+
+class BottleneckReadout(nn.Module):
+    """Decode every output position from one vector: h (batch, d) and positions (batch, K) ->
+    (batch, K, d) = 2 × [LN, Linear(d, d), GELU] applied to h + sinusoid(position)."""
+
+    def __init__(self, d_model: int, eps: float):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for _ in range(2):
+            layers += [nn.LayerNorm(d_model, eps=eps), nn.Linear(d_model, d_model), nn.GELU()]
+        self.decode = nn.Sequential(*layers)
+
+    def forward(self, h: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self.decode(h[:, None, :] + sinusoidal_positions(positions, h.shape[-1]).to(h.dtype))
+
+
+class Block(nn.Module):
+    """x + mixer(LN(x)), then x + MLP(LN(x)) when the model has an MLP (`mlp_width` > 0)."""
+
+    def __init__(self, mixer: nn.Module, d_model: int, mlp_width: int, eps: float, mlp_kind: str = "gelu"):
         super().__init__()
         self.norm = nn.LayerNorm(d_model, eps=eps)
         self.mixer = mixer
-        self.mlp = None
-        if mlp_expand:
-            self.mlp = nn.Sequential(
-                nn.LayerNorm(d_model, eps=eps),
-                nn.Linear(d_model, mlp_expand * d_model),
-                nn.GELU(),
-                nn.Linear(mlp_expand * d_model, d_model),
-            )
+        self.mlp = mlp(mlp_kind, d_model, mlp_width, eps) if mlp_width else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.mixer(self.norm(x))
@@ -43,7 +89,9 @@ class Block(nn.Module):
 
 
 class LanguageModel(nn.Module):
-    """Token (+ optional learned position) embedding, n_layers blocks, final norm, tied head.
+    """Token (+ optional learned position) embedding, n_layers blocks, final norm, tied head (or an
+    untied `unembed`, config.tie_embeddings=False). With config.readout='bottleneck' the logits of
+    every position come from the last position's hidden state through `BottleneckReadout`.
 
     Layer i uses config.mixers[i mod len(config.mixers)]. Besides the parallel `forward`, the model
     runs through its mixers' recurrent forms: `prefill(input_ids)` then `step(token_ids, state)`, and
@@ -67,12 +115,15 @@ class LanguageModel(nn.Module):
             Block(
                 mixers.build(specs[i % len(specs)].name, d_model=d, layer_idx=i, **specs[i % len(specs)].kwargs),
                 d,
-                config.mlp_expand,
+                config.inner_width,
                 config.norm_eps,
+                config.mlp,
             )
             for i in range(config.n_layers)
         )
         self.norm_f = nn.LayerNorm(d, eps=config.norm_eps)
+        self.unembed = None if config.tie_embeddings else nn.Linear(d, config.vocab_size, bias=False)
+        self.readout = BottleneckReadout(d, config.norm_eps) if config.readout == "bottleneck" else None
         self.apply(_init_weights)
 
     def embed_tokens(self, input_ids: torch.Tensor, start: int = 0) -> torch.Tensor:
@@ -96,11 +147,17 @@ class LanguageModel(nn.Module):
         return x
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
-        return self.norm_f(h) @ self.embed.weight.T
+        weight = self.embed.weight if self.unembed is None else self.unembed.weight
+        return self.norm_f(h) @ weight.T
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (batch, seq, vocab), or only at `positions` (batch, K) -> (batch, K, vocab)."""
+        """Logits (batch, seq, vocab), or only at `positions` (batch, K) -> (batch, K, vocab). With the
+        bottleneck read-out, every position is decoded from the hidden state at the last one."""
         h = self.hidden_states(input_ids)
+        if self.readout is not None:
+            if positions is None:
+                positions = torch.arange(h.shape[1], device=h.device).expand(h.shape[0], -1)
+            return self.head(self.readout(h[:, -1], positions))
         if positions is not None:
             h = h.gather(1, positions[..., None].expand(-1, -1, h.shape[-1]))
         return self.head(h)
@@ -119,6 +176,7 @@ class LanguageModel(nn.Module):
         """Parallel pass over (batch, seq) ids: (logits at the last position (batch, vocab), state)."""
         if input_ids.dim() != 2 or input_ids.shape[1] < 1:
             raise ValueError(f"input_ids must be (batch, seq) with seq >= 1, got {tuple(input_ids.shape)}")
+        self._check_token_readout()
         x = self.embed_tokens(input_ids)
         states = []
         for block in self.blocks:
@@ -130,6 +188,7 @@ class LanguageModel(nn.Module):
         """One token per sequence, (batch,) ids -> (logits (batch, vocab), state); `state` is consumed."""
         if token_ids.dim() != 1:
             raise ValueError(f"token_ids must be (batch,), got {tuple(token_ids.shape)}")
+        self._check_token_readout()
         x = self.embed_tokens(token_ids[:, None], start=state["pos"])[:, 0]
         states = []
         for block, layer_state in zip(self.blocks, state["layers"]):
@@ -155,6 +214,13 @@ class LanguageModel(nn.Module):
         finally:
             self.train(was_training)
         return out
+
+    def _check_token_readout(self) -> None:
+        if self.readout is not None:
+            raise ValueError(
+                "readout='bottleneck' decodes every position from the whole sequence's last state: "
+                "it has no token-by-token prefill or step"
+            )
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -15,10 +15,10 @@ import torch
 
 from zoology.bench.mixers import time_mixer
 from zoology.config import TrainConfig
-from zoology.mixers import poly_attention
 from zoology.mixers.based import TAYLOR_COEFFS, Based
 from zoology.mixers.rebased import SQUARE_COEFFS
 from zoology.model import LanguageModel
+from zoology.ops import poly_attention
 from zoology.utils import pick_device
 
 

@@ -1,5 +1,6 @@
-"""python -m zoology.bench data: examples/s of every task generator at L = 256 and 1024, and the
-time to generate the Based Figure 2 training set (180,000 examples).
+"""python -m zoology.bench data: examples/s of every task generator at L = 256 and 1024, of each MAD
+task at its baseline (12,800 training sequences), and the time to generate the Based Figure 2
+training set (180,000 examples).
 
 `cpu s` is the process's CPU time summed over threads: far below threads × wall time means the
 machine was busy and the wall-clock figures are pessimistic."""
@@ -16,7 +17,7 @@ import torch
 from zoology.data.ar import ARConfig
 from zoology.data.mqar import MQARConfig
 from zoology.data.mqar_overwrite import OverwriteMQARConfig
-from zoology.data.presets import based_figure2_train
+from zoology.data.presets import MAD_TASKS, MAD_TRAIN_EXAMPLES, based_figure2_train, mad_setting
 
 EXAMPLES = {256: 20_000, 1024: 5_000}
 
@@ -86,6 +87,19 @@ def main(argv: list[str]) -> int:
                 f"{label:<22} {L:>5} {config.num_kv_pairs:>4} {n:>9,} {median:>9.3f} {statistics.median(cpu):>7.3f} "
                 f"{n / median:>11,.0f} {n * L / median / 1e6:>7.1f}"
             )
+
+    n = max(1, int(MAD_TRAIN_EXAMPLES * args.scale))
+    print(f"\nMAD tasks at their baseline, {n:,} training sequences each (memorization's 256 scaled up to time it)")
+    print(f"{'task':<22} {'V':>5} {'L':>5} {'median s':>9} {'cpu s':>7} {'examples/s':>11} {'Mtok/s':>7}")
+    for task in MAD_TASKS:
+        config = mad_setting(task, train_examples=n).train
+        wall, cpu = time_builds([config], args.repeats)
+        median = statistics.median(wall)
+        L = config.input_seq_len
+        print(
+            f"{task:<22} {config.vocab_size:>5} {L:>5} {median:>9.3f} {statistics.median(cpu):>7.3f} "
+            f"{n / median:>11,.0f} {n * L / median / 1e6:>7.1f}"
+        )
 
     segments = based_figure2_train()
     times, cpu = time_builds(segments, args.repeats)

@@ -20,7 +20,8 @@ import torch
 
 from zoology import mixers
 from zoology.bench.mixers import time_mixer
-from zoology.mixers.mamba import _triton_config, _TritonSelectiveScan, selective_scan, triton_available
+from zoology.ops.selective_scan import selective_scan, triton_available
+from zoology.ops.selective_scan.triton import triton_config, triton_scan
 from zoology.utils import pick_device, timings
 
 SWEEP = [(block_d, warps, stages) for block_d in (8, 16, 32, 64) for warps in (1, 2, 4) for stages in (1, 3, 5)]
@@ -54,8 +55,8 @@ def time_scan(scan, inputs: list[torch.Tensor], repeats: int, warmup: int) -> fl
     return 1e3 * statistics.median(times)
 
 
-def triton_scan(block_d: int, num_warps: int, stages: int):
-    return lambda *inputs: _TritonSelectiveScan.apply(*inputs, block_d, num_warps, stages)
+def triton_scan_with(block_d: int, num_warps: int, stages: int):
+    return lambda *inputs: triton_scan(*inputs, block_d, num_warps, stages)
 
 
 def report_scan(args, device: torch.device) -> None:
@@ -69,10 +70,10 @@ def report_scan(args, device: torch.device) -> None:
     label = "triton, block_d {}, {} warps, {} stages"
     scans = {
         "chunked torch": lambda *inputs: selective_scan(*inputs, backend="torch"),
-        label.format(*_triton_config(d_in, d_state)) + " (default)": triton_scan(*_triton_config(d_in, d_state)),
+        label.format(*triton_config(d_in, d_state)) + " (default)": triton_scan_with(*triton_config(d_in, d_state)),
     }
     if args.scan_sweep:
-        scans.update({label.format(*config): triton_scan(*config) for config in SWEEP})
+        scans.update({label.format(*config): triton_scan_with(*config) for config in SWEEP})
     for label, scan in scans.items():
         print(f"scan fwd+bwd {time_scan(scan, inputs, args.repeats, args.warmup):9.3f} ms  {label}", flush=True)
 

@@ -15,7 +15,7 @@ from zoology.config import TrainConfig
 from zoology.data import DeviceSegment
 from zoology.data.mqar import MQARConfig
 from zoology.model import LanguageModel
-from zoology.train import autocast, query_loss
+from zoology.training.step import autocast, query_loss
 from zoology.utils import pick_device
 
 

@@ -23,7 +23,8 @@ from zoology.config import TrainConfig
 from zoology.data import Batches, DeviceSegment
 from zoology.data.mqar import MQARConfig
 from zoology.model import LanguageModel
-from zoology.train import TrainStep, run_stream
+from zoology.training.capture import run_stream
+from zoology.training.step import TrainStep
 from zoology.utils import pick_device
 
 
@@ -44,13 +45,13 @@ def build_step(model_config, args, batch: int, device, seed: int) -> tuple[Train
     step = TrainStep(
         model,
         optimizer,
+        lambda _: 1e-3,
         "bf16",
         None,
         cuda_graphs=True,
         compile=args.compile,
         batch_size=batch,
         segments=segments,
-        lr_at=lambda _: 1e-3,
         total_steps=2 * args.steps,
     )
     return step, Batches(segments, batch, shuffle=True, seed=seed)
@@ -69,8 +70,7 @@ def side_by_side(model_config, k: int, batch: int, args, device) -> float:
                 for epoch in range(2):
                     if epoch:
                         ready.wait()
-                    for segment in step.begin_epoch(batches, epoch, epoch * args.steps):
-                        step.resident_step(segment)
+                    step.run_epoch(batches, epoch, epoch * args.steps)
                     torch.cuda.current_stream(device).synchronize()
                 step.release()
         except BaseException as e:  # reported by the main thread

@@ -55,8 +55,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--runs-dir", help="keep the runs here (default: a temporary directory)")
     args = parser.parse_args(argv)
 
-    from zoology.launch import Progress, plan
-    from zoology.parallel import RayOptions, placement, require_ray, start_ray
+    from zoology.runner.plan import load_sweep, matching, plan
+    from zoology.runner.progress import Progress
+    from zoology.runner.ray import RayOptions, placement, require_ray, run_parallel, start_ray
 
     require_ray()
     import ray
@@ -65,8 +66,6 @@ def main(argv: list[str]) -> int:
     if args.filter and not args.sweep:
         raise SystemExit("--filter selects among a sweep file's configs: give --sweep FILE too")
     if args.sweep:
-        from zoology.launch import load_sweep, matching
-
         configs = matching(load_sweep(args.sweep), args.filter)
         if args.epochs is not None:
             configs = [c.set({"max_epochs": args.epochs, "early_stopping_threshold": None}) for c in configs]
@@ -83,8 +82,6 @@ def main(argv: list[str]) -> int:
         options = RayOptions(
             runs_per_gpu=k, cpus_per_run=args.cpus_per_run, gpus=gpus, num_cpus=args.num_cpus, device=args.device
         )
-        from zoology.parallel import run_parallel
-
         for variable in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
             os.environ[variable] = str(root / f"k{k}-caches" / variable.split("_")[0].lower())
         resources = start_ray(options)

@@ -10,16 +10,19 @@ checked against eager decoding; the faster of the two is reported. Peak memory i
 max_memory_allocated (weights included); a CPU has no such counter, so there only the state bytes,
 which are reported everywhere, stand for the memory.
 
-Weights are random (the model's own init): trained weights are not saved, and speed does not depend on
-the values. Before timing, every layer's recurrent form is checked against its parallel form in float64
-on the benchmark device (150 tokens: a prefill of 67 then steps, and steps from init_state); a mixer
-that disagrees, or whose state_size is not its state's element count, is refused.
+Weights: a run's kept weights (model.safetensors) when measuring a sweep's runs that have them, else
+random (the model's own init); speed does not depend on the values, and each entry says which it
+used. Before timing, every layer's recurrent form is checked against its parallel form in float64
+on the benchmark device (the conformance kit's check_recurrent_form on 150 tokens: a prefill of them all,
+steps from init_state, a prefill of 67 then steps); a mixer that disagrees, or whose state_size is not
+its state's element count, is refused.
 
   python -m zoology.bench throughput attention --set model.d_model=128      # a preset or YAML path
   python -m zoology.bench throughput attention --mixers all -B 1,16 -P 256   # a pure model per mixer
   python -m zoology.bench throughput --sweep runs/mqar                       # every run of a sweep
 
-Results go to <run dir>/throughput.json, keyed by device name and dtype, and results.load joins them.
+Results go to <run dir>/throughput.json, keyed by device name and dtype, and results.load joins them;
+a config's run dir is RUNS_DIR/train-<family>/<run id>, where `python -m zoology.train` records it.
 """
 
 from __future__ import annotations
@@ -40,15 +43,15 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import zoology
-from zoology import mixers
+from zoology import mixers, results
 from zoology.config import ModelConfig, TrainConfig
+from zoology.mixers import conformance
 from zoology.model import LanguageModel
-from zoology.results import THROUGHPUT_FORMAT, RunDir, run_dirs
-from zoology.utils import atomic_write_json, pick_device, sync, timings
+from zoology.runner.rundir import RunDir, run_dirs, standalone_run
+from zoology.utils import pick_device, sync, timings
 
 BATCH_SIZES = (1, 16, 64, 256)
 CONTEXTS = (256, 1024, 4096)
-CHECK_TOLERANCE = 1e-6
 
 
 class RecurrenceMismatch(ValueError):
@@ -79,45 +82,17 @@ def check_recurrence(model: LanguageModel, device: torch.device, seq_len: int = 
     for i, block in enumerate(model.blocks):
         mixer = copy.deepcopy(block.mixer).to(device=device, dtype=torch.float64).eval()
         x = torch.randn(2, seq_len, model.config.d_model, generator=gen, dtype=torch.float64).to(device)
-        where = f"layer {i} ({type(block.mixer).__module__}.{type(block.mixer).__qualname__})"
-        with torch.no_grad():
-            _check_mixer(mixer, x, split, where)
-
-
-def _check_mixer(mixer: torch.nn.Module, x: torch.Tensor, split: int, where: str) -> None:
-    batch, seq_len = x.shape[:2]
-    y = mixer(x)
-    scale = y.abs().max().clamp_min(1e-12)
-
-    def compare(got: torch.Tensor, t: int, how: str) -> None:
-        err = float((got - y[:, t]).abs().max() / scale)
-        if not err <= CHECK_TOLERANCE:
+        try:
+            conformance.check_recurrent_form(mixer, x, prefill_lengths=(split,))
+        except conformance.RecurrenceError as e:
+            where = f"layer {i} ({type(block.mixer).__module__}.{type(block.mixer).__qualname__})"
+            if not e.positions:
+                raise RecurrenceMismatch(f"{where}: {e}") from e
             raise RecurrenceMismatch(
-                f"{where}: {how} disagrees with the parallel form at t={t} (max relative error "
-                f"{err:.2e} > {CHECK_TOLERANCE:g}, float64); refusing to benchmark a decode that "
-                "does not compute the model"
-            )
-
-    def check_state(state: Any, t: int, how: str) -> None:
-        held = mixers.state_numel(state) / batch
-        if held != mixer.state_size(t):
-            raise RecurrenceMismatch(
-                f"{where}: state_size({t}) = {mixer.state_size(t)} but the state after {how} holds "
-                f"{held:g} elements per sequence"
-            )
-
-    y_pre, state = mixer.prefill(x[:, :split])
-    for t in range(split):
-        compare(y_pre[:, t], t, "prefill")
-    check_state(state, split, f"a prefill of {split} tokens")
-    for t in range(split, seq_len):
-        y_t, state = mixer.step(x[:, t], state)
-        compare(y_t, t, f"step after a prefill of {split}")
-    check_state(state, seq_len, f"{seq_len} tokens")
-    state = mixer.init_state(batch, device=x.device, dtype=x.dtype)
-    for t in range(seq_len):
-        y_t, state = mixer.step(x[:, t], state)
-        compare(y_t, t, "step from init_state")
+                f"{where}: {e.form} disagrees with the parallel form at t={e.positions[0]} ({len(e.positions)} "
+                f"positions in all, max relative error {e.error:.2e} > {conformance.RECURRENCE_TOLERANCE:g}, "
+                "float64); refusing to benchmark a decode that does not compute the model"
+            ) from e
 
 
 class _ReadCounter(TorchDispatchMode):
@@ -307,17 +282,23 @@ def build_model(model_config: ModelConfig, settings: Settings, device: torch.dev
     return LanguageModel(model_config, max_seq_len=max_len).to(device).eval()
 
 
-def measure(model_config: ModelConfig, settings: Settings, log=print) -> dict[str, Any]:
-    """One throughput.json entry: metadata and a point per (batch size, context)."""
+def measure(
+    model_config: ModelConfig, settings: Settings, log=print, weights_from: Path | None = None
+) -> dict[str, Any]:
+    """One throughput.json entry: metadata and a point per (batch size, context); with `weights_from`
+    (a run directory), that run's final weights instead of random ones."""
     device = pick_device(settings.device)
-    model = build_model(model_config, settings, device)
+    if weights_from is None:
+        model = build_model(model_config, settings, device)
+    else:
+        model = results.load_model(weights_from, "final", device)
     check_recurrence(model, device)
     entry: dict[str, Any] = {
         "device": device_name(device),
         "dtype": settings.dtype,
         "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "params": model.num_parameters(),
-        "weights": "random",
+        "weights": "random" if weights_from is None else f"trained: {RunDir(weights_from).weights_path('final')}",
         "repeats": settings.repeats,
         "warmup": settings.warmup,
         "torch": torch.__version__,
@@ -331,6 +312,10 @@ def measure(model_config: ModelConfig, settings: Settings, log=print) -> dict[st
                     point = measure_point(model, batch_size, context, settings, device)
             except torch.OutOfMemoryError as e:
                 point = {"batch_size": batch_size, "context": context, "error": f"out of memory: {e}"[:300]}
+            except mixers.SequenceTooLong as e:
+                point = {"batch_size": batch_size, "context": context, "error": f"too long: {e}"[:300]}
+            except ValueError as e:  # e.g. a prompt past a trained model's learned positions
+                point = {"batch_size": batch_size, "context": context, "error": f"{e}"[:300]}
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             entry["points"].append(point)
@@ -341,24 +326,8 @@ def measure(model_config: ModelConfig, settings: Settings, log=print) -> dict[st
 # Results.
 
 
-def write_entry(run_dir: str | Path, entry: dict[str, Any]) -> Path:
-    """Merge `entry` into <run_dir>/throughput.json under its device and dtype; points measured again
-    replace the old ones, others are kept."""
-    path = RunDir(run_dir).throughput_path
-    data = json.loads(path.read_text()) if path.exists() else {"format": THROUGHPUT_FORMAT, "results": {}}
-    slot = data["results"].setdefault(entry["device"], {})
-    old = slot.get(entry["dtype"], {}).get("points", [])
-    new_keys = {(p["batch_size"], p["context"]) for p in entry["points"]}
-    kept = [p for p in old if (p["batch_size"], p["context"]) not in new_keys]
-    points = sorted(kept + entry["points"], key=lambda p: (p["context"], p["batch_size"]))
-    slot[entry["dtype"]] = {**entry, "points": points}
-    atomic_write_json(path, data)
-    return path
-
-
 def model_label(model_config: ModelConfig) -> str:
-    kinds = "+".join(m.name.rpartition(".")[2] for m in model_config.mixers)
-    return f"{kinds} d{model_config.d_model} L{model_config.n_layers}"
+    return f"{model_config.family} d{model_config.d_model} L{model_config.n_layers}"
 
 
 def _point_line(label: str, p: dict) -> str:
@@ -369,6 +338,15 @@ def _point_line(label: str, p: dict) -> str:
         f"{head} prefill {p['prefill_tokens_per_s']:>12,.0f} tok/s   decode {p['decode_tokens_per_s']:>10,.0f} "
         f"tok/s ({p['decode_mode']})   state {p['state_elements_per_seq']:,}/seq"
     )
+
+
+def _weights_note(rows: list[tuple[str, dict]]) -> str:
+    trained = sum(e["weights"] != "random" for _, e in rows)
+    if not trained:
+        return "random weights"
+    if trained == len(rows):
+        return "trained weights (each run's model.safetensors)"
+    return f"trained weights for {trained} model(s), random for {len(rows) - trained}"
 
 
 def _fmt(value: float | None, scale: float = 1.0) -> str:
@@ -409,13 +387,14 @@ def _int_list(text: str) -> tuple[int, ...]:
     return values
 
 
-def _targets(args: argparse.Namespace) -> list[tuple[ModelConfig, list[Path]]]:
-    """(model config, run directories to write to) for every distinct model asked for."""
+def _targets(args: argparse.Namespace) -> list[tuple[ModelConfig, list[Path], Path | None]]:
+    """(model config, run directories to write to, the run whose kept weights to use or None) for every
+    distinct model asked for; runs of one model are measured once, with the first kept weights found."""
     pairs: list[tuple[TrainConfig, Path | None]] = []
     if args.sweep:
         sweep = Path(args.sweep)
         if sweep.suffix == ".py" and sweep.is_file():
-            from zoology.launch import load_sweep
+            from zoology.runner.plan import load_sweep
 
             pairs += [(c, Path(args.runs_dir) / sweep.stem / c.run_id) for c in load_sweep(sweep)]
         else:
@@ -434,12 +413,15 @@ def _targets(args: argparse.Namespace) -> list[tuple[ModelConfig, list[Path]]]:
             configs = [base.set({"model.mixers": [m]}) for m in wanted]
         else:
             configs = [base]
-        pairs += [(c, Path(args.runs_dir) / Path(name).stem / c.run_id) for c in configs]
-    unique: dict[str, tuple[ModelConfig, list[Path]]] = {}
+        pairs += [(c, standalone_run(args.runs_dir, c.model.family, c.run_id).path) for c in configs]
+    unique: dict[str, tuple[ModelConfig, list[Path], list[Path]]] = {}
     for config, run_dir in pairs:
         key = json.dumps(config.model.model_dump(mode="json"), sort_keys=True)
-        unique.setdefault(key, (config.model, []))[1].append(run_dir)
-    return list(unique.values())
+        model, run_paths, trained = unique.setdefault(key, (config.model, [], []))
+        run_paths.append(run_dir)
+        if run_dir is not None and RunDir(run_dir).weights_path("final").exists():
+            trained.append(run_dir)
+    return [(model, run_paths, trained[0] if trained else None) for model, run_paths, trained in unique.values()]
 
 
 def main(argv: list[str]) -> int:
@@ -463,11 +445,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="bfloat16: autocast")
     parser.add_argument("--no-cuda-graphs", action="store_true", help="time eager decoding only")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    parser.add_argument("--runs-dir", default="runs", help="configs' results go to RUNS_DIR/<config>/<run id>")
+    parser.add_argument(
+        "--runs-dir",
+        default="runs",
+        help="a config's results go to RUNS_DIR/train-<family>/<run id> (as zoology.train's)",
+    )
     parser.add_argument("--no-save", action="store_true", help="print only; write no throughput.json")
     args = parser.parse_args(argv)
     if not args.configs and not args.sweep:
         parser.error("name a config (preset or YAML path) or --sweep")
+    for name in args.configs:
+        if Path(name).is_dir():
+            parser.error(f"{name} is a directory; to measure a sweep's runs use --sweep {name}")
     for flag in ("decode_steps", "repeats"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1")
@@ -487,11 +476,13 @@ def main(argv: list[str]) -> int:
         dtype=args.dtype,
         cuda_graphs=not args.no_cuda_graphs,
     )
-    rows, failed = [], []
-    for model_config, run_paths in _targets(args):
+    rows, failed, written = [], [], []
+    for model_config, run_paths, weights_from in _targets(args):
         label = model_label(model_config)
+        print(f"{label}: {'random weights' if weights_from is None else f'weights of {weights_from}'}", file=sys.stderr)
         try:
-            entry = measure(model_config, settings, log=lambda line: print(line, file=sys.stderr, flush=True))
+            log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+            entry = measure(model_config, settings, log=log, weights_from=weights_from)
         except RecurrenceMismatch as e:
             print(f"REFUSED {label}: {e}", file=sys.stderr)
             failed.append(label)
@@ -502,15 +493,17 @@ def main(argv: list[str]) -> int:
             continue
         rows.append((label, entry))
         if not args.no_save:
-            for run_dir in run_paths:
-                write_entry(run_dir, entry)
+            written += [RunDir(run_dir).write_throughput(entry) for run_dir in run_paths]
     if rows:
         e = rows[0][1]
         print(
             f"\nDevice: {e['device']}; {e['dtype']}; decode: {settings.decode_steps} greedy steps after the "
-            f"prompt; median of {settings.repeats}; random weights; torch {e['torch']}\n"
+            f"prompt; median of {settings.repeats}; {_weights_note(rows)}; torch {e['torch']}\n"
         )
         print(markdown_table(rows))
+    if written:
+        shown = "\n  ".join(map(str, written[:4])) + (f"\n  ... ({len(written)} in all)" if len(written) > 4 else "")
+        print(f"\nsaved (joined by zoology.results.load once the run has a result):\n  {shown}")
     if failed:
         print(f"\nnot measured: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -20,7 +20,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from zoology.config import TrainConfig
 from zoology.data import Batches
 from zoology.model import LanguageModel
-from zoology.train import autocast, load_segments, query_loss, train
+from zoology.training import Callbacks, train
+from zoology.training.loop import load_segments
+from zoology.training.step import autocast, query_loss
 from zoology.utils import pick_device, sync
 
 
@@ -88,7 +90,7 @@ def run(config: TrainConfig, fast: bool) -> dict:
     elif config.compile == "auto":
         config = config.set({"compile": pick_device(config.device).type == "cuda", "name": config.name})
     epochs = []
-    train(config, on_epoch=epochs.append)
+    train(config, Callbacks(on_epoch=epochs.append))
     times = [e["epoch_time"] for e in epochs]
     steady = statistics.median(times[1:]) if len(times) > 1 else times[0]
     evals = [e["eval_time"] for e in epochs]

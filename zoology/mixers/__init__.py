@@ -15,7 +15,9 @@ elements PER SEQUENCE after `seq_len` tokens, equal to `state_numel(state) / bat
 recall-against-memory plots use, so it counts what the state really holds. Running sums,
 normalisers and recurrent states accumulate in `torch.promote_types(x.dtype, torch.float32)`, also
 under bf16 autocast. Parameters with their own init set `p._no_reinit = True`; parameters that
-must not decay set `p._no_weight_decay = True`.
+must not decay set `p._no_weight_decay = True`. A mixer that accepts sequences only up to a length
+takes it as the kwarg `max_seq_len` and raises `SequenceTooLong` (a ValueError) beyond it; configs
+check their data against it (`max_seq_len(name, kwargs)`).
 
 `zoology.mixers.conformance` checks all of this; tests/test_mixer_conformance.py runs it on every
 registered mixer and on any mixer named in ZOOLOGY_MIXERS or `pytest --mixer`.
@@ -38,15 +40,27 @@ from torch import nn
 REGISTRY: dict[str, str] = {
     "attention": "zoology.mixers.attention.Attention",
     "base_conv": "zoology.mixers.base_conv.BaseConv",
+    "base_conv_long": "zoology.mixers.base_conv_long.LongBaseConv",
     "based": "zoology.mixers.based.Based",
+    "delta_net": "zoology.mixers.delta_net.DeltaNet",
+    "gated_delta_net": "zoology.mixers.gated_delta_net.GatedDeltaNet",
+    "gla": "zoology.mixers.gla.GLA",
+    "h3": "zoology.mixers.h3.H3",
+    "hyena": "zoology.mixers.hyena.Hyena",
     "leap": "zoology.mixers.leap.Leap",
     "linear_attention": "zoology.mixers.linear_attention.LinearAttention",
     "mamba": "zoology.mixers.mamba.Mamba",
+    "mamba2": "zoology.mixers.mamba2.Mamba2",
     "rebased": "zoology.mixers.rebased.ReBased",
+    "rwkv7": "zoology.mixers.rwkv7.RWKV7",
     "sliding_window": "zoology.mixers.sliding_window.SlidingWindowAttention",
 }
 
 RESERVED_KWARGS = ("d_model", "layer_idx")
+
+
+class SequenceTooLong(ValueError):
+    """A sequence (or a step past the position) longer than a mixer's `max_seq_len`."""
 
 
 def names() -> list[str]:
@@ -90,6 +104,15 @@ def check_kwargs(name: str, kwargs: dict[str, Any]) -> None:
         sig.bind(None, d_model=1, layer_idx=0, **kwargs)
     except TypeError as e:
         raise ValueError(f"mixer {name!r}: {e}") from e
+
+
+def max_seq_len(name: str, kwargs: dict[str, Any]) -> int | None:
+    """The longest sequence the mixer accepts: its `max_seq_len` kwarg, else that parameter's default; None
+    for a mixer without one (any length)."""
+    if "max_seq_len" in kwargs:
+        return kwargs["max_seq_len"]
+    param = inspect.signature(resolve(name).__init__).parameters.get("max_seq_len")
+    return None if param is None or param.default is inspect.Parameter.empty else param.default
 
 
 def _takes_var_kwargs(params: dict[str, inspect.Parameter]) -> bool:

@@ -8,54 +8,12 @@ import math
 import torch
 from torch import nn
 
-from zoology.mixers import feature_attention as fa
-from zoology.mixers import poly_attention, state_numel
+from zoology.mixers import state_numel
+from zoology.ops import linear_attention, poly_attention
+from zoology.ops.feature_maps import TaylorFeatureMap
 
 VIEWS = ("auto", "chunked", "quadratic", "fused")
 TAYLOR_COEFFS = (1.0, 1.0, 0.5)
-
-
-def taylor_dim(feature_dim: int) -> int:
-    """D = 1 + f + f(f+1)/2, the size of the compact 2nd-order Taylor feature map."""
-    return 1 + feature_dim + feature_dim * (feature_dim + 1) // 2
-
-
-def taylor_kernel(s: torch.Tensor) -> torch.Tensor:
-    """exp(s) to second order: 1 + s + s²/2 (always >= 1/2)."""
-    return 1 + s + 0.5 * s * s
-
-
-class TaylorFeatureMap(nn.Module):
-    """φ(x) = [1, x/f^{1/4}, x_i²/(√2·√f), x_i·x_j/√f for i<j]: (…, f) -> (…, D).
-
-    φ(q)·φ(k) = 1 + s + s²/2 with s = q·k/√f.
-    """
-
-    def __init__(self, feature_dim: int):
-        super().__init__()
-        self.feature_dim = feature_dim
-        self.dim = taylor_dim(feature_dim)
-        diagonal = torch.arange(feature_dim)
-        rows, cols = torch.triu_indices(feature_dim, feature_dim, offset=1)
-        pairs = torch.arange(self.dim - 1 - feature_dim)
-        select = torch.zeros(2, feature_dim, len(pairs))
-        select[0, torch.cat([diagonal, rows]), pairs] = 1.0
-        select[1, torch.cat([diagonal, cols]), pairs] = 1.0
-        self.register_buffer("select", select, persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.feature_dim
-        select = self.select.to(x.dtype)
-        products = (x @ select[0]) * (x @ select[1])
-        return torch.cat(
-            [
-                torch.ones_like(x[..., :1]),
-                x / f**0.25,
-                products[..., :f] / math.sqrt(2 * f),
-                products[..., f:] / math.sqrt(f),
-            ],
-            dim=-1,
-        )
 
 
 def _promote(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -141,35 +99,15 @@ class Based(nn.Module):
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """The normalised linear attention in the quadratic or chunked view, in the dtype of q, k, v."""
         if self.view == "quadratic":
-            num, den = quadratic_terms(q, k, v)
+            num, den = poly_attention.quadratic_taylor_terms(q, k, v)
         else:
-            num, den = self._chunked_terms(q, k, v)
+            num, den = poly_attention.chunked_taylor_terms(q, k, v, self.feature_map, self.chunk_size)
         return num / (den[..., None] + self.eps)
-
-    def _chunked_terms(self, q, k, v) -> tuple[torch.Tensor, torch.Tensor]:
-        """Numerator (b, H, l, d_h) and denominator (b, H, l): quadratic inside each chunk of c
-        positions, plus φ(q)·S and φ(q)·z with S, z summed over the earlier chunks only."""
-        b, h, l, _ = q.shape
-        c = min(self.chunk_size, l)
-        n = -(-l // c)
-        if n == 1:
-            return quadratic_terms(q, k, v)
-        pad = n * c - l
-        q, k, v = (torch.nn.functional.pad(t, (0, 0, 0, pad)).view(b, h, n, c, t.shape[-1]) for t in (q, k, v))
-        num, den = quadratic_terms(q, k, v)
-        phi_q, phi_k = self.feature_map(q), self.feature_map(k)
-        kv = phi_k.transpose(-1, -2) @ v
-        k_sum = phi_k.sum(-2)
-        states = torch.cat([torch.zeros_like(kv[:, :, :1]), kv[:, :, :-1].cumsum(2)], dim=2)
-        normalisers = torch.cat([torch.zeros_like(k_sum[:, :, :1]), k_sum[:, :, :-1].cumsum(2)], dim=2)
-        num = num + phi_q @ states
-        den = den + (phi_q @ normalisers[..., None])[..., 0]
-        return num.reshape(b, h, n * c, -1)[:, :, :l], den.reshape(b, h, n * c)[:, :, :l]
 
     def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         q, k, v = self._qkv(x)
         y = self._attend(q, k, v)
-        S, z = fa.final_state(*_promote(k, v), self.feature_map)
+        S, z = linear_attention.final_state(*_promote(k, v), self.feature_map)
         return self._merge(y), {"S": S, "z": z}
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
@@ -192,12 +130,3 @@ class Based(nn.Module):
 
     def state_size(self, seq_len: int) -> int:
         return state_numel(self.init_state(1, device="meta"))
-
-
-def quadratic_terms(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Σ_{j≤t} K(q_t, k_j) v_j and Σ_{j≤t} K(q_t, k_j) with K = 1 + s + s²/2, s = q·k/√f, over the
-    last-but-one axis: q, k (…, l, f), v (…, l, d_h) -> (…, l, d_h), (…, l)."""
-    l, f = q.shape[-2], q.shape[-1]
-    causal = torch.ones(l, l, dtype=torch.bool, device=q.device).tril()
-    weights = taylor_kernel(q @ k.transpose(-1, -2) / math.sqrt(f)).masked_fill(~causal, 0.0)
-    return weights @ v, weights.sum(-1)

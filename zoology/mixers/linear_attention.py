@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from zoology.ops.feature_maps import elu_feature_map
+from zoology.ops.linear_attention import chunked_on_features
+
 EPS = 1e-6
-
-
-def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
-    """φ(x) = elu(x) + 1, elementwise and positive."""
-    return F.elu(x) + 1
 
 
 class LinearAttention(nn.Module):
@@ -58,31 +55,12 @@ class LinearAttention(nn.Module):
         b, _, l, _ = y.shape
         return self.out_proj(y.transpose(1, 2).reshape(b, l, self.d_model).to(dtype))
 
-    def _chunked(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
-        """Causal outputs (batch, heads, seq, d_h) and the final S, z from φ(q), φ(k), v."""
-        b, h, l, dh = q.shape
-        c = self.chunk_size
-        n = -(-l // c)
-        q, k, v = (F.pad(t, (0, 0, 0, n * c - l)).view(b, h, n, c, dh) for t in (q, k, v))
-        kv = k.transpose(-1, -2) @ v
-        kz = k.sum(-2)
-        S = torch.cumsum(kv, dim=2)
-        z = torch.cumsum(kz, dim=2)
-        S_before = F.pad(S, (0, 0, 0, 0, 1, 0))[:, :, :n]
-        z_before = F.pad(z, (0, 0, 1, 0))[:, :, :n]
-        scores = (q @ k.transpose(-1, -2)).tril()
-        numerator = q @ S_before + scores @ v
-        denominator = (q * z_before[..., None, :]).sum(-1) + scores.sum(-1)
-        y = numerator / (denominator[..., None] + EPS)
-        return y.reshape(b, h, n * c, dh)[:, :, :l], S[:, :, -1].clone(), z[:, :, -1].clone()
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.prefill(x)[0]
 
     def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         q, k, v, dtype = self._features(x)
-        with torch.autocast(x.device.type, enabled=False):
-            y, S, z = self._chunked(q, k, v)
+        y, (S, z) = chunked_on_features(q, k, v, EPS, self.chunk_size)
         return self._merge(y, dtype), {"S": S, "z": z}
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict[str, torch.Tensor]:

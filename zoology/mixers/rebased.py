@@ -7,8 +7,8 @@ import math
 import torch
 from torch import nn
 
-from zoology.mixers import feature_attention as fa
-from zoology.mixers import poly_attention
+from zoology.ops import linear_attention, poly_attention
+from zoology.ops.feature_maps import square_feature_map, square_kernel
 
 VIEWS = ("auto", "chunked", "fused")
 SQUARE_COEFFS = (0.0, 0.0, 1.0)
@@ -22,9 +22,9 @@ class ReBased(nn.Module):
     φ(x) = [x_i²/√f, √2·x_i x_j/√f for i<j], D = f(f+1)/2. Sums run in float32 (float64 for float64
     inputs), also under autocast. Shapes: x (batch, seq, d_model) -> (batch, seq, d_model).
     State: S (batch, H, d_h, D) and z (batch, H, D), (d_model + H)·D elements per sequence.
-    Training views: "chunked" (`feature_attention.chunked`, float32 with autocast off); "fused" (the
+    Training views: "chunked" (`linear_attention.chunked`, float32 with autocast off); "fused" (the
     Triton kernels of `poly_attention` on q̃, k̃, v in v's dtype — bf16 under autocast — with float32
-    sums, and the same rounding floor ρ_t of `feature_attention.normalise` added to ε; CUDA, or the
+    sums, and the same rounding floor ρ_t of `linear_attention.normalise` added to ε; CUDA, or the
     CPU under TRITON_INTERPRET=1); "auto" (default): fused for CUDA tensors when triton imports, else chunked.
     """
 
@@ -76,13 +76,13 @@ class ReBased(nn.Module):
 
     def _fused_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """y (batch, H, seq, d_h) in v's dtype: Σ K v / (Σ K + ε + ρ_t), K = (q̃·k̃/√f)², with
-        ρ_t = 8·u·|φ(q̃_t)|·|z_t| as in `feature_attention.normalise` (|φ(q̃)| = |q̃|²/√f, z_t = Σ_{j≤t} φ(k̃_j))."""
+        ρ_t = 8·u·|φ(q̃_t)|·|z_t| as in `linear_attention.normalise` (|φ(q̃)| = |q̃|²/√f, z_t = Σ_{j≤t} φ(k̃_j))."""
         acc = torch.promote_types(v.dtype, torch.float32)
         with torch.no_grad(), torch.autocast(v.device.type, enabled=False):
             q_acc, k_acc = q.to(acc), k.to(acc)
-            z_norm = fa.square_feature_map(k_acc).cumsum(-2).norm(dim=-1)
+            z_norm = square_feature_map(k_acc).cumsum(-2).norm(dim=-1)
             phi_q_norm = q_acc.square().sum(-1) / math.sqrt(self.feature_dim)
-            offset = self.eps + fa.rounding_floor(phi_q_norm, z_norm, acc)
+            offset = self.eps + linear_attention.rounding_floor(phi_q_norm, z_norm, acc)
         scale = 1 / math.sqrt(self.feature_dim)
         return poly_attention.causal_poly_attention(q.to(v.dtype), k.to(v.dtype), v, SQUARE_COEFFS, scale, offset)[0]
 
@@ -96,14 +96,14 @@ class ReBased(nn.Module):
         acc = torch.promote_types(x.dtype, torch.float32)
         q, k, v = (t.transpose(1, 2) for t in self._project(x))
         if not poly_attention.use_fused(self.view, v):
-            y, (states, normalisers) = fa.chunked(
-                q.to(acc), k.to(acc), v.to(acc), fa.square_kernel, fa.square_feature_map, self.eps, self.chunk_size
+            y, (states, normalisers) = linear_attention.chunked(
+                q.to(acc), k.to(acc), v.to(acc), square_kernel, square_feature_map, self.eps, self.chunk_size
             )
             return self._merge(y.to(x.dtype)), {"S": states, "z": normalisers}
         y = self._merge(self._fused_attend(q, k, v))
         if not with_state:
             return y, None
-        S, z = fa.final_state(k.to(acc), v.to(acc), fa.square_feature_map)
+        S, z = linear_attention.final_state(k.to(acc), v.to(acc), square_feature_map)
         return y, {"S": S, "z": z}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,8 +122,8 @@ class ReBased(nn.Module):
 
     def step(self, x_t: torch.Tensor, state: dict[str, torch.Tensor]):
         q, k, v = self._qkv(x_t)
-        y, (states, normalisers) = fa.step(q, k, v, (state["S"], state["z"]), fa.square_feature_map, self.eps)
-        return self.out_proj(y.reshape(x_t.shape[0], self.d_model).to(x_t.dtype)), {"S": states, "z": normalisers}
+        y, (S, z) = linear_attention.step(q, k, v, (state["S"], state["z"]), square_feature_map, self.eps)
+        return self.out_proj(y.reshape(x_t.shape[0], self.d_model).to(x_t.dtype)), {"S": S, "z": z}
 
     def state_size(self, seq_len: int) -> int:
         return (self.d_model + self.num_heads) * self.expanded_dim

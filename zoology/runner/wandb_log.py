@@ -23,14 +23,12 @@ def require_wandb() -> None:
         raise SystemExit("W&B logging needs wandb: pip install 'zoology[wandb]' (or pip install wandb)") from e
 
 
-def family(config: TrainConfig) -> str:
-    return "+".join(m.name.rpartition(".")[2] for m in config.model.mixers)
-
-
 def history_row(record: dict) -> dict[str, Any]:
-    """One epoch's metrics record as a flat W&B history row (slices as valid_acc/<slice>)."""
-    row = {k: v for k, v in record.items() if k not in ("slices", "max_epochs")}
+    """One epoch's metrics record as a flat W&B history row (slices as valid_acc/<slice>, text slices'
+    perplexity as perplexity/<slice>)."""
+    row = {k: v for k, v in record.items() if k not in ("slices", "perplexity_slices", "max_epochs")}
     row |= {f"valid_acc/{name}": acc for name, acc in record["slices"].items()}
+    row |= {f"perplexity/{name}": value for name, value in record.get("perplexity_slices", {}).items()}
     return row
 
 
@@ -39,6 +37,8 @@ def summary(result: dict) -> dict[str, Any]:
     out = {k: result[k] for k in keys} | {"device_name": result["device"]}
     out |= {"acc_last": result["last"]["acc"], "acc_best": result["best"]["acc"], "best_epoch": result["best"]["epoch"]}
     out |= {f"acc_last/{name}": acc for name, acc in result["last"]["slices"].items()}
+    if "perplexity" in result["last"]:
+        out |= {"perplexity_last": result["last"]["perplexity"], "perplexity_best": result["best"]["perplexity"]}
     return out
 
 
@@ -57,15 +57,17 @@ class WandbRun:
             project=settings.project,
             entity=settings.entity,
             group=settings.group or sweep,
-            job_type=family(config),
+            job_type=config.model.family,
             name=config.name,
             tags=settings.tags or None,
             mode=settings.mode,
             dir=directory,
-            config={**run_config, "run_id": config.run_id, "sweep": sweep, "family": family(config)},
+            config={**run_config, "run_id": config.run_id, "sweep": sweep, "family": config.model.family},
             reinit="create_new",
             settings=wandb.Settings(silent=True, console="off"),
         )
+        # where an offline run's files are (`wandb sync` uploads them); None when online or disabled
+        self.offline_dir = Path(self.run.settings.sync_dir) if self.run.settings.mode == "offline" else None
 
     def log_epoch(self, record: dict) -> None:
         self.run.log(history_row(record), step=record["epoch"])

@@ -1,4 +1,4 @@
-"""Causal polynomial-kernel attention as fused Triton kernels, shared by the kernel mixers (Based, ReBased).
+"""Causal polynomial-kernel attention as fused Triton kernels (the training view of Based and ReBased on CUDA).
 
 Per (batch, head), with s_tj = scale · q_t·k_j and K_tj = a0 + a1·s_tj + a2·s_tj² for j ≤ t:
 
@@ -24,8 +24,8 @@ in two kernels: dq per block of queries, dk and dv per block of keys (looping ov
 at or after it). den is an auxiliary output without a gradient.
 
 On CUDA tensors the kernels are compiled; with TRITON_INTERPRET=1 set before triton is imported,
-they run in Triton's interpreter on CPU tensors (slow; for tests). `reference_poly_attention` is the
-same function in plain PyTorch (masked l×l form). Without triton installed this module imports, and
+they run in Triton's interpreter on CPU tensors (slow; for tests). `naive.reference_poly_attention` is
+the same function in plain PyTorch (masked l×l form). Without triton installed this module imports, and
 `available` is False.
 """
 
@@ -35,8 +35,8 @@ import contextlib
 
 import torch
 
-from zoology.mixers.triton_support import INTERPRETED, tl, triton
-from zoology.mixers.triton_support import jit as _jit
+from zoology.ops.triton_support import INTERPRETED, tl, triton
+from zoology.ops.triton_support import jit as _jit
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 BLOCK = 64
@@ -426,27 +426,3 @@ def causal_poly_attention(
         offset = float(offset)
     a0, a1, a2 = (float(c) for c in coeffs)
     return _CausalPolyAttention.apply(q, k, v, (a0, a1, a2), float(scale), offset)
-
-
-def reference_poly_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    coeffs: tuple[float, float, float],
-    scale: float,
-    offset: float | torch.Tensor = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same function in the masked l×l form, computed in float32 (float64 for float64 inputs):
-    returns y (batch, heads, seq, d_h) and den (batch, heads, seq) in that dtype."""
-    acc = torch.promote_types(q.dtype, torch.float32)
-    with torch.autocast(q.device.type, enabled=False):
-        q, k, v = (t.to(acc) for t in (q, k, v))
-        a0, a1, a2 = coeffs
-        seq_len = q.shape[-2]
-        s = scale * (q @ k.transpose(-1, -2))
-        causal = torch.ones(seq_len, seq_len, dtype=torch.bool, device=q.device).tril()
-        kern = (a0 + s * (a1 + a2 * s)).masked_fill(~causal, 0.0)
-        den = kern.sum(-1)
-        if isinstance(offset, torch.Tensor):
-            offset = offset.detach().to(acc)
-        return (kern @ v) / (den + offset)[..., None], den

@@ -1,7 +1,7 @@
-"""Optional Triton for the mixers' fused kernels (poly_attention, mamba's scan).
+"""Optional Triton for the fused kernels in zoology.ops (poly_attention, selective_scan).
 
 `triton` and `tl` are None where triton is not installed, and `jit` then leaves a kernel a plain,
-never-launched function, so every mixer module imports everywhere. With TRITON_INTERPRET=1 set
+never-launched function, so every op module imports everywhere. With TRITON_INTERPRET=1 set
 before triton is first imported, kernels run in Triton's interpreter on CPU tensors (`INTERPRETED`,
 for tests); its 3.5 release turns a loop bound or scalar argument into an int with int(array), which
 NumPy >= 2.4 refuses, so this module makes the interpreter read the single element instead.

@@ -1,4 +1,4 @@
-"""Sweep runs on Ray workers: `python -m zoology.launch SWEEP.py -p` (needs the `parallel` extra).
+"""Training a sweep's runs on Ray workers: `python -m zoology.launch SWEEP.py -p` (needs the `parallel` extra).
 
 A worker is a Ray actor, one process. On a cluster with GPUs there is one worker per GPU (Ray sets
 its CUDA_VISIBLE_DEVICES); it asks for K × --cpus-per-run CPUs and trains up to K runs at once
@@ -11,10 +11,11 @@ there are free places, locking each run just before, so a second launcher on the
 the runs this one has not reached yet.
 
 Results travel back to the driver, not through a file system: a run sends ("start"), one message
-per epoch and one per checkpoint, and returns the result; the driver writes the run directory
-(config.json when it submits, metrics.jsonl as epochs land, checkpoint.pt, result.json last,
-atomically) and hands a run's checkpoint back to the worker that resumes it. Workers on other machines
-therefore need zoology and any user mixer module importable, but no shared file system.
+per epoch, one per checkpoint and one per set of weights, and returns the result; the driver writes
+the run directory (config.json when it submits, metrics.jsonl as epochs land, checkpoint.pt, the
+weights, result.json last, atomically) and hands a run's checkpoint back to the worker that resumes
+it. Workers on other machines therefore need zoology and any user mixer module importable, but no
+shared file system.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ import threading
 from dataclasses import dataclass
 
 from zoology.config import TrainConfig
-from zoology.launch import Planned, Progress, claim_in_turn
+from zoology.runner.claims import claim_in_turn
+from zoology.runner.plan import Planned
+from zoology.runner.progress import Progress
 
 MAX_RUNS_PER_GPU = 32
 """A GPU worker gives each of its runs a CUDA stream of its own; PyTorch hands out 32 in turn."""
@@ -155,7 +158,7 @@ class Worker:
 
         import torch
 
-        import zoology.train  # noqa: F401  (imported while the driver plans, not in the first run)
+        import zoology.training  # noqa: F401  (imported while the driver plans, not in the first run)
 
         torch.set_num_threads(threads)
         self.streams: queue.SimpleQueue | None = None
@@ -169,20 +172,19 @@ class Worker:
     def train(self, config_json: dict, events, resume: bytes | None = None) -> dict:
         import torch
 
-        from zoology.train import train
+        from zoology.training import Callbacks, train
 
         config = TrainConfig.model_validate(config_json)
         events.put(("start", config.run_id, socket.gethostname()))
         stream = self.streams.get() if self.streams is not None else None
         try:
             with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-                return train(
-                    config,
-                    None,
+                callbacks = Callbacks(
                     on_epoch=lambda record: events.put(("epoch", config.run_id, record)),
-                    resume=resume,
                     on_checkpoint=lambda data: events.put(("checkpoint", config.run_id, data)),
+                    on_weights=lambda *weights: events.put(("weights", config.run_id, weights)),
                 )
+                return train(config, callbacks, resume=resume)
         finally:
             if stream is not None:
                 self.streams.put(stream)
@@ -234,7 +236,7 @@ def run_parallel(
     workers = [new_worker() for _ in range(where.workers)]
     load = [0] * len(workers)
     events = Queue(actor_options={"num_cpus": 0})
-    next_run = claim_in_turn(todo, rerun_before, progress)
+    next_run = claim_in_turn(todo, rerun_before, progress.skipped)
     unstarted: list = []  # runs handed to a worker that died before they began
     handed_again: set[str] = set()  # each is handed to a second worker once, then fails
     in_flight: dict = {}
@@ -250,10 +252,12 @@ def run_parallel(
             started.add(run_id)
             progress.started(p, payload)
         elif kind == "epoch":
-            p.run.append_metrics({k: v for k, v in payload.items() if k != "max_epochs"})
+            p.run.append_metrics(payload)
             progress.epoch(p, payload)
         elif kind == "checkpoint":
             p.run.write_checkpoint(payload)
+        elif kind == "weights":
+            p.run.write_weights(*payload)
 
     try:
         while True:

@@ -15,7 +15,7 @@ import socket
 import time
 from pathlib import Path
 
-LOCK_NAME = ".lock"
+from zoology.runner.rundir import LOCK_NAME
 
 
 class RunLock:
@@ -24,10 +24,6 @@ class RunLock:
     def __init__(self, run_path: str | Path):
         self.path = Path(run_path) / LOCK_NAME
         self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
 
     def acquire(self) -> bool:
         """Take the lock if no live process holds it; False if one does."""

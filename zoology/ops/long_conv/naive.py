@@ -1,0 +1,25 @@
+"""The causal long convolution summed directly: the reference the FFT path is tested against, and its last position."""
+
+from __future__ import annotations
+
+import torch
+
+from zoology.ops.autocast import autocast_off
+
+
+@autocast_off
+def direct_causal_conv(u: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """y[..., t] = Σ_{j≤t} h[:, j] u[..., t−j], one lag at a time (O(seq²)): u (batch, channels, seq), h (channels,
+    taps; taps past its end are 0) -> y (batch, channels, seq) in u's dtype."""
+    seq = u.shape[-1]
+    y = torch.zeros_like(u)
+    for lag in range(min(seq, h.shape[-1])):
+        y[..., lag:] += h[:, lag, None] * u[..., : seq - lag]
+    return y
+
+
+def causal_conv_last(history: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """The convolution at the last position t of history (batch, channels, t + 1): Σ_{j≤t} h[:, j] u_{t−j},
+    with h (channels, ≥ t + 1) -> (batch, channels)."""
+    t = history.shape[-1]
+    return (history * h[:, :t].flip(-1)).sum(-1)

@@ -1,0 +1,146 @@
+"""Planning a sweep: load a sweep file's configs, filter them by name, pair each with its run
+directory (done or to do), and estimate the time of what is left from the runs already finished."""
+
+from __future__ import annotations
+
+import re
+import runpy
+from dataclasses import dataclass
+from pathlib import Path
+
+from zoology.config import TrainConfig
+from zoology.runner.locks import RunLock
+from zoology.runner.rundir import RunDir
+
+
+@dataclass
+class Planned:
+    config: TrainConfig
+    run: RunDir
+    done: bool
+
+
+def load_sweep(path: str | Path) -> list[TrainConfig]:
+    """The `configs` list of a sweep file, deduplicated by run id (first one wins)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no sweep file {str(path)!r}")
+    namespace = runpy.run_path(str(path), run_name="__sweep__")
+    configs = namespace.get("configs")
+    if configs is None:
+        raise ValueError(f"{path}: a sweep file must define `configs = [TrainConfig(...), ...]`")
+    configs = list(configs)
+    bad = [i for i, c in enumerate(configs) if not isinstance(c, TrainConfig)]
+    if bad:
+        raise TypeError(f"{path}: configs[{bad[0]}] is a {type(configs[bad[0]]).__name__}, not a TrainConfig")
+    unique = {}
+    for c in configs:
+        unique.setdefault(c.run_id, c)
+    return list(unique.values())
+
+
+def matching(configs: list[TrainConfig], pattern: str | None) -> list[TrainConfig]:
+    """The configs whose name matches `pattern` (re.search); all of them without one."""
+    regex = re.compile(pattern) if pattern else None
+    return [c for c in configs if regex is None or regex.search(c.name)]
+
+
+def no_match_message(configs: list[TrainConfig], pattern: str) -> str:
+    """Why --filter chose nothing, with the names it could have matched."""
+    names = [c.name for c in configs]
+    shown = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
+    return (
+        f"--filter {pattern!r} matches none of the sweep's {len(names)} run names ({shown}); "
+        "it is a regular expression searched anywhere in the name, e.g. '^(attention|based)-'"
+    )
+
+
+def plan(configs: list[TrainConfig], sweep_dir: Path, force: bool = False, pattern: str | None = None) -> list[Planned]:
+    """Each matching config with its run directory under `sweep_dir`; `done` if finished and not forced."""
+    planned = []
+    for c in matching(configs, pattern):
+        run = RunDir(sweep_dir / c.run_id)
+        planned.append(Planned(c, run, run.is_finished() and not force))
+    return planned
+
+
+@dataclass
+class Estimate:
+    seconds: float
+    source: str
+
+
+def estimate_seconds(todo: list[Planned], reference: list[Planned]) -> dict[str, Estimate]:
+    """Expected wall time of each run in `todo`: the same run (same id) finished in another sweep
+    directory beside this one, else the mean over finished `reference` runs of the same model family
+    and width, else of the same family; a family with no finished run gets no estimate."""
+    finished = [(p.config, p.run.result()["wall_time"]) for p in reference if p.run.is_finished()]
+    estimates = {}
+    for p in todo:
+        c = p.config
+        elsewhere = finished_elsewhere(p)
+        if elsewhere is not None:
+            estimates[c.run_id] = elsewhere
+            continue
+        family = c.model.family
+        same_size = [t for f, t in finished if f.model.family == family and f.model.d_model == c.model.d_model]
+        same_family = [t for f, t in finished if f.model.family == family]
+        for times, like in ((same_size, "same family and width"), (same_family, "same family")):
+            if times:
+                estimates[c.run_id] = Estimate(sum(times) / len(times), f"mean of {len(times)} finished, {like}")
+                break
+    return estimates
+
+
+def finished_elsewhere(p: Planned) -> Estimate | None:
+    """The wall time of the same run finished in a sibling sweep directory, if there is one."""
+    sweep_dir = p.run.path.parent
+    if not sweep_dir.parent.is_dir():
+        return None
+    for other in sorted(sweep_dir.parent.iterdir()):
+        run = RunDir(other / p.config.run_id)
+        if other == sweep_dir or not run.is_finished():
+            continue
+        try:
+            return Estimate(run.result()["wall_time"], f"the same run finished in {other}")
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
+
+
+def print_plan(planned: list[Planned], reference: list[Planned]) -> None:
+    """One line per run (done / todo / running elsewhere) and the estimated time of what is left, per
+    family, from the finished runs among `reference` (the whole sweep, unfiltered) and the same runs
+    finished in other sweep directories."""
+    todo = [p for p in planned if not p.done]
+    estimates = estimate_seconds(todo, reference)
+    for p in planned:
+        c, lock = p.config, RunLock(p.run.path)
+        if p.run.is_finished():
+            r = p.run.result()
+            note = f"acc {r['last']['acc']:.3f}  {r['wall_time']:.1f}s" + ("  (rerun: --force)" if not p.done else "")
+            status = "done" if p.done else "todo"
+        elif lock.seems_held():
+            status, note = "running", f"held by {lock.describe_holder()}"
+        else:
+            status = "todo"
+            e = estimates.get(c.run_id)
+            note = f"~{e.seconds:.0f}s ({e.source})" if e else "no estimate"
+            note += "  (failed before)" if p.run.error_path.exists() else ""
+        print(f"  {status:<8} {c.run_id}  {c.name:<40} {note}")
+    if not todo:
+        return
+    print("estimated training time, one run after another (-p divides it by the runs at a time):")
+    families: dict[str, list[Planned]] = {}
+    for p in todo:
+        families.setdefault(p.config.model.family, []).append(p)
+    width = max(map(len, families))
+    for family, runs in families.items():
+        known = [estimates[p.config.run_id].seconds for p in runs if p.config.run_id in estimates]
+        text = f"~{sum(known) / 60:.1f} min" if known else "unknown (no finished run of this family yet)"
+        if known and len(known) < len(runs):
+            text += f" for {len(known)}; {len(runs) - len(known)} without an estimate"
+        print(f"  {family:<{width}}  {len(runs):>4} run(s)  {text}")
+    known = [e.seconds for e in estimates.values()]
+    total = f"~{sum(known) / 60:.1f} min for {len(known)} of {len(todo)} run(s)" if known else "unknown"
+    print(f"  total: {total}")
