@@ -1,16 +1,19 @@
 """Every task generator: labels follow from the context, layouts as documented, constraints named,
 determinism, and sampling distributions checked against their formulas with chi-square tests."""
 
+from typing import ClassVar, Literal
+
 import pytest
 import torch
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from zoology.config import DataConfig, TrainConfig, segment_adapter
-from zoology.data import IGNORE_INDEX
+from zoology.data import IGNORE_INDEX, Segment, load_segment
 from zoology.data.ar import ARConfig
 from zoology.data.mqar import MQARConfig
 from zoology.data.mqar_overwrite import OverwriteMQARConfig
 from zoology.data.sampling import distinct_randint, random_tokens_excluding
+from zoology.data.task import TaskConfig
 
 V = 128
 GENERATORS = {
@@ -209,6 +212,43 @@ def test_data_config_mixes_tasks_and_checks_vocab_against_the_model():
         TrainConfig.model_validate({"model": {"vocab_size": 64, "mixers": ["attention"]}, "data": mixed})
     with pytest.raises(ValidationError, match="num_overwrites=9 must be at most"):
         DataConfig.model_validate({**mixed, "test": [{**mixed["test"][1], "num_overwrites": 9}]})
+
+
+class CopyingConfig(TaskConfig):
+    """A task written on the shared base: its name, one field, its slice and generate."""
+
+    generator_version: ClassVar[int] = 1
+    slice_keys: ClassVar[tuple[str, ...]] = ("input_seq_len", "num_tokens")
+
+    task: Literal["copying"] = "copying"
+    num_tokens: int = Field(ge=1)
+
+    def generate(self, seed: int) -> Segment:
+        gen = torch.Generator().manual_seed(seed)
+        n, L, k = self.num_examples, self.input_seq_len, self.num_tokens
+        inputs = torch.zeros(n, L, dtype=torch.long)
+        inputs[:, :k] = torch.randint(1, self.vocab_size, (n, k), generator=gen)
+        labels = torch.full((n, L), IGNORE_INDEX, dtype=torch.long)
+        labels[:, L - k :] = inputs[:, :k]
+        return Segment(inputs, labels, self.slice_fields())
+
+
+def test_a_task_on_the_base_gets_shared_fields_checks_slices_and_caching(tmp_path):
+    fields = {"input_seq_len": 16, "num_tokens": 4, "num_examples": 8}
+    config = CopyingConfig(**fields)
+    assert config.vocab_size == 8192
+    assert config.slice_fields() == {"task": "copying", "input_seq_len": 16, "num_tokens": 4}
+    for bad in ({"num_examples": 0}, {"vocab_size": 3}, {"input_seq_len": 1}, {"lenght": 3}):
+        with pytest.raises(ValidationError, match=next(iter(bad))):
+            CopyingConfig(**{**fields, **bad})
+    with pytest.raises(ValidationError):
+        config.num_tokens = 5
+    built = load_segment(config, seed=3, cache_dir=tmp_path)
+    cached = load_segment(config, seed=3, cache_dir=tmp_path)
+    (cache_file,) = tmp_path.iterdir()
+    assert built.name == "copying-L16-num_tokens=4" and cache_file.name.startswith(f"{built.name}-")
+    assert torch.equal(cached.inputs, built.inputs) and torch.equal(cached.labels, built.labels)
+    assert torch.equal(built.labels[:, -4:], built.inputs[:, :4])
 
 
 # Distributions

@@ -49,9 +49,10 @@ def load_segment(config: Any, seed: int, cache_dir: str | Path | None = None) ->
     concurrent writers of the same segment each leave a complete file (the last rename wins; all
     are identical) and readers never see a partial one. A file that does not load, or does not
     have the config's shape, is rebuilt. Tokens are stored as int16 (int32 for vocabularies above
-    32,767) and returned as int64; the slice comes from the config, not the file.
+    32,767) and returned as int64; the slice comes from the config, not the file. A task that is not
+    `cacheable` (text, read from files) is always built.
     """
-    if cache_dir is None:
+    if cache_dir is None or not config.cacheable:
         return config.build(seed)
     path = cache_path(config, seed, cache_dir)
     shape = (config.num_examples, config.input_seq_len)

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from zoology.config import PRESETS_DIR, DataConfig, TrainConfig, resolve_preset, segment_adapter
 from zoology.data import load_segment, segment_seed
 from zoology.data.presets import PRESETS
-from zoology.data.show import LEGEND, render_segment
+from zoology.data.show import legend, render_segment
 
 
 def _parse(source: str) -> Any:
@@ -72,7 +72,8 @@ def show(args: argparse.Namespace) -> int:
         if not 0 <= args.segment < len(chosen):
             raise SystemExit(f"--segment {args.segment}: {args.source} has segments 0 … {len(chosen) - 1}")
         chosen = [chosen[args.segment]]
-    print(LEGEND)
+    for line in dict.fromkeys(legend(config) for _, config, _, _ in chosen):
+        print(line)
     for title, config, seed, cache_dir in chosen:
         segment = load_segment(config, seed, cache_dir)
         print()

@@ -13,31 +13,26 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from zoology.data.sampling import FILLER_HELP, Filler, distinct_randint, filler_tokens
+from zoology.data.sampling import distinct_randint, filler_tokens
 from zoology.data.segment import IGNORE_INDEX, Segment
+from zoology.data.task import KeyValueRecallConfig
 
 
-class ARConfig(BaseModel):
+class ARConfig(KeyValueRecallConfig):
     """One AR segment: `num_examples` sequences of `input_seq_len` tokens, one query each."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     generator_version: ClassVar[int] = 1
+    slice_keys: ClassVar[tuple[str, ...]] = ("input_seq_len", "num_kv_pairs")
 
     task: Literal["ar"] = "ar"
-    vocab_size: int = Field(8192, ge=4)
     input_seq_len: int = Field(ge=3)
-    num_kv_pairs: int = Field(ge=1)
-    num_examples: int = Field(ge=1)
-    filler: Filler = Field("random", description=FILLER_HELP)
 
     @model_validator(mode="after")
     def _check_constraints(self) -> ARConfig:
-        """V > L and 2·N + 1 <= L; these imply V/2 − 1 >= N (enough distinct keys)."""
-        L, N, V = self.input_seq_len, self.num_kv_pairs, self.vocab_size
-        if V <= L:
-            raise ValueError(f"vocab_size={V} must be greater than input_seq_len={L}")
+        """2·N + 1 <= L; with V > L (checked first) this implies V/2 − 1 >= N (enough distinct keys)."""
+        L, N = self.input_seq_len, self.num_kv_pairs
         if 2 * N + 1 > L:
             raise ValueError(
                 f"num_kv_pairs={N} too large for input_seq_len={L}: need 2·N + 1 = {2 * N + 1} <= input_seq_len"
@@ -49,11 +44,7 @@ class ARConfig(BaseModel):
         """Tokens of key–value context before the filler and the query."""
         return 2 * self.num_kv_pairs
 
-    def slice_fields(self) -> dict:
-        fields = {"task": self.task, "input_seq_len": self.input_seq_len, "num_kv_pairs": self.num_kv_pairs}
-        return fields if self.filler == "random" else {**fields, "filler": self.filler}
-
-    def build(self, seed: int) -> Segment:
+    def generate(self, seed: int) -> Segment:
         gen = torch.Generator().manual_seed(seed)
         n, L, N, V = self.num_examples, self.input_seq_len, self.num_kv_pairs, self.vocab_size
         keys = distinct_randint(n, N, 1, V // 2, gen)

@@ -14,35 +14,29 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from zoology.data.sampling import FILLER_HELP, Filler, distinct_randint, filler_tokens, power_law_slots
+from zoology.data.sampling import distinct_randint, filler_tokens, power_law_slots
 from zoology.data.segment import IGNORE_INDEX, Segment
+from zoology.data.task import KeyValueRecallConfig
 
 
-class MQARConfig(BaseModel):
+class MQARConfig(KeyValueRecallConfig):
     """One MQAR segment: `num_examples` sequences of `input_seq_len` tokens."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     generator_version: ClassVar[int] = 2
+    slice_keys: ClassVar[tuple[str, ...]] = ("input_seq_len", "num_kv_pairs", "num_passes")
+    even_length: ClassVar[bool] = True
 
     task: Literal["mqar"] = "mqar"
-    vocab_size: int = Field(8192, ge=4)
-    input_seq_len: int = Field(ge=2)
-    num_kv_pairs: int = Field(ge=1)
-    num_examples: int = Field(ge=1)
     power_a: float = Field(0.01, gt=0)
     num_passes: int = Field(1, ge=1)
-    filler: Filler = Field("random", description=FILLER_HELP)
 
     @model_validator(mode="after")
     def _check_constraints(self) -> MQARConfig:
-        """L even, V > L, 2·N·P + 2·N <= L; these imply V/2 − 1 >= N (enough distinct keys)."""
-        L, N, P, V = self.input_seq_len, self.num_kv_pairs, self.num_passes, self.vocab_size
-        if L % 2:
-            raise ValueError(f"input_seq_len={L} must be even")
-        if V <= L:
-            raise ValueError(f"vocab_size={V} must be greater than input_seq_len={L}")
+        """2·N·P + 2·N <= L; with L even and V > L (checked first) this implies V/2 − 1 >= N (enough
+        distinct keys)."""
+        L, N, P = self.input_seq_len, self.num_kv_pairs, self.num_passes
         if 2 * N * P + 2 * N > L:
             raise ValueError(
                 f"num_kv_pairs={N} too large for input_seq_len={L} with num_passes={P}: "
@@ -55,16 +49,7 @@ class MQARConfig(BaseModel):
         """Tokens of key–value context before the query region."""
         return 2 * self.num_kv_pairs * self.num_passes
 
-    def slice_fields(self) -> dict:
-        fields = {
-            "task": self.task,
-            "input_seq_len": self.input_seq_len,
-            "num_kv_pairs": self.num_kv_pairs,
-            "num_passes": self.num_passes,
-        }
-        return fields if self.filler == "random" else {**fields, "filler": self.filler}
-
-    def build(self, seed: int) -> Segment:
+    def generate(self, seed: int) -> Segment:
         gen = torch.Generator().manual_seed(seed)
         n, L, N, P, V = self.num_examples, self.input_seq_len, self.num_kv_pairs, self.num_passes, self.vocab_size
         half = V // 2

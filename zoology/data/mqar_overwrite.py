@@ -16,35 +16,29 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from zoology.data.sampling import FILLER_HELP, Filler, distinct_randint, filler_tokens, power_law_slots
+from zoology.data.sampling import distinct_randint, filler_tokens, power_law_slots
 from zoology.data.segment import IGNORE_INDEX, Segment
+from zoology.data.task import KeyValueRecallConfig
 
 
-class OverwriteMQARConfig(BaseModel):
+class OverwriteMQARConfig(KeyValueRecallConfig):
     """One overwrite-MQAR segment: N pairs, then M of the keys again with new values, then N queries."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     generator_version: ClassVar[int] = 1
+    slice_keys: ClassVar[tuple[str, ...]] = ("input_seq_len", "num_kv_pairs", "num_overwrites")
+    even_length: ClassVar[bool] = True
 
     task: Literal["mqar_overwrite"] = "mqar_overwrite"
-    vocab_size: int = Field(8192, ge=4)
-    input_seq_len: int = Field(ge=2)
-    num_kv_pairs: int = Field(ge=1)
     num_overwrites: int = Field(ge=1, description="M: how many of the N keys reappear with a new value")
-    num_examples: int = Field(ge=1)
     power_a: float = Field(0.01, gt=0)
-    filler: Filler = Field("random", description=FILLER_HELP)
 
     @model_validator(mode="after")
     def _check_constraints(self) -> OverwriteMQARConfig:
-        """L even, V > L, M <= N, 2·(N + M) + 2·N <= L; these imply N + M <= V/2 (distinct values)."""
-        L, N, M, V = self.input_seq_len, self.num_kv_pairs, self.num_overwrites, self.vocab_size
-        if L % 2:
-            raise ValueError(f"input_seq_len={L} must be even")
-        if V <= L:
-            raise ValueError(f"vocab_size={V} must be greater than input_seq_len={L}")
+        """M <= N, 2·(N + M) + 2·N <= L; with L even and V > L (checked first) these imply N + M <= V/2
+        (distinct values)."""
+        L, N, M = self.input_seq_len, self.num_kv_pairs, self.num_overwrites
         if M > N:
             raise ValueError(f"num_overwrites={M} must be at most num_kv_pairs={N} (each key is overwritten once)")
         if 2 * (N + M) + 2 * N > L:
@@ -59,16 +53,7 @@ class OverwriteMQARConfig(BaseModel):
         """Tokens of key–value context (first pairs and overwrites) before the query region."""
         return 2 * (self.num_kv_pairs + self.num_overwrites)
 
-    def slice_fields(self) -> dict:
-        fields = {
-            "task": self.task,
-            "input_seq_len": self.input_seq_len,
-            "num_kv_pairs": self.num_kv_pairs,
-            "num_overwrites": self.num_overwrites,
-        }
-        return fields if self.filler == "random" else {**fields, "filler": self.filler}
-
-    def build(self, seed: int) -> Segment:
+    def generate(self, seed: int) -> Segment:
         gen = torch.Generator().manual_seed(seed)
         n, L, N, M, V = self.num_examples, self.input_seq_len, self.num_kv_pairs, self.num_overwrites, self.vocab_size
         keys = distinct_randint(n, N, 1, V // 2, gen)

@@ -7,6 +7,7 @@ segment's data depend only on its config and seed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -19,12 +20,16 @@ FILLER_HELP = (
 )
 
 _CHUNK_ELEMENTS = 1 << 22
+_BLOCK_TOKENS = 1 << 16
 
 
-def shuffle_rows(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Each row of (n, k) `x` independently permuted."""
-    order = torch.rand(x.shape, generator=gen).argsort(dim=1)
-    return x.gather(1, order)
+def in_row_blocks(n: int, row_len: int, build: Callable[[int], tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    """build(rows) for consecutive blocks of the n rows, concatenated. Blocks of about 65,536 tokens
+    keep a generator's temporaries in cache (several times faster than whole segments); the block
+    size depends on row_len only, so a seed's data do not depend on the machine."""
+    rows = max(1, _BLOCK_TOKENS // row_len)
+    parts = [build(min(rows, n - start)) for start in range(0, n, rows)]
+    return tuple(torch.cat(tensors) for tensors in zip(*parts))
 
 
 def distinct_randint(n: int, k: int, low: int, high: int, gen: torch.Generator) -> torch.Tensor:
@@ -53,16 +58,28 @@ def distinct_randint(n: int, k: int, low: int, high: int, gen: torch.Generator) 
     todo = torch.arange(n)
     while todo.numel():
         x = torch.randint(low, high, (todo.numel(), m), generator=gen)
-        ordered, order = x.sort(dim=1, stable=True)
-        repeat = torch.zeros_like(x, dtype=torch.bool)
-        repeat[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
-        repeat = torch.zeros_like(repeat).scatter_(1, order, repeat)
-        keep = ~repeat
+        small_table = todo.numel() * span <= _CHUNK_ELEMENTS
+        keep = ~(repeats_earlier(x - low, span) if small_table else repeats_earlier(x))
         enough = keep.sum(dim=1) >= k
         keep &= keep.cumsum(dim=1) <= k
         out[todo[enough]] = x[enough][keep[enough]].view(-1, k)
         todo = todo[~enough]
     return out
+
+
+def repeats_earlier(x: torch.Tensor, num_values: int | None = None) -> torch.Tensor:
+    """(n, m) bool: True where x[i, j] equals some x[i, j'] with j' < j. With values known to lie in
+    [0, num_values): each row's first position of every value, from an (n, num_values) table;
+    otherwise by a stable sort per row (slower)."""
+    if num_values is not None:
+        positions = torch.arange(x.shape[1]).expand_as(x)
+        first = torch.full((x.shape[0], num_values), x.shape[1], dtype=torch.long)
+        first.scatter_reduce_(1, x, positions, "amin")
+        return first.gather(1, x) < positions
+    ordered, order = x.sort(dim=1, stable=True)
+    repeat = torch.zeros_like(x, dtype=torch.bool)
+    repeat[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    return torch.zeros_like(repeat).scatter_(1, order, repeat)
 
 
 def weighted_sample_without_replacement(
@@ -92,7 +109,7 @@ def random_tokens_excluding(
     Rejection sampling: draw everything, then redraw only the entries that hit their row's
     excluded set, looked up in a per-row table built for a chunk of rows at a time.
     """
-    n, length = shape
+    n = shape[0]
     if excluded.shape[1] >= vocab_size:
         raise ValueError(f"excluding {excluded.shape[1]} tokens leaves none of vocab_size={vocab_size}")
     x = torch.randint(0, vocab_size, shape, generator=gen)

@@ -33,12 +33,14 @@ class Segment:
         return self.inputs.shape[0]
 
     @property
-    def seq_len(self) -> int:
-        return self.inputs.shape[1]
-
-    @property
     def name(self) -> str:
         return slice_name(self.slice)
+
+    def with_next_token_labels(self) -> Segment:
+        """The same inputs, each position t < L − 1 labelled with inputs[t + 1] (the last with none)."""
+        labels = torch.full_like(self.inputs, IGNORE_INDEX)
+        labels[:, :-1] = self.inputs[:, 1:]
+        return Segment(self.inputs, labels, self.slice)
 
     def label_positions(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(positions, targets), both (examples, K) with K the most labels any example has.
@@ -54,20 +56,31 @@ class Segment:
         return positions, targets
 
 
-_SHORT = {"input_seq_len": "L", "num_kv_pairs": "N", "num_passes": "P", "num_overwrites": "W"}
-_DEFAULTS = {"num_passes": 1, "filler": "random"}
+_SHORT = {
+    "input_seq_len": "L",
+    "num_kv_pairs": "N",
+    "num_passes": "P",
+    "num_overwrites": "W",
+    "vocab_size": "V",
+    "frac_noise": "noise",
+    "num_tokens_to_copy": "n",
+}
+_DEFAULTS = {"num_passes": 1, "filler": "random", "labels": "task", "split": "all"}
+_BARE = ("filler", "labels", "source", "split")
 
 
 def slice_name(fields: dict[str, Any]) -> str:
     """'mqar-L64-N4'; '-P2' when the context is repeated, '-W8' with 8 overwrites, '-random_no_kv'
-    or '-zero' for a non-default filler; any other field as '-name=value'."""
+    or '-zero' for a non-default filler, '-next_token' for next-token labels; 'V16' for the
+    vocabulary, 'noise0.2', 'n16' (tokens to copy); a text's source and split as they are
+    ('text-L128-python_docs-held_out'); any other field as '-name=value'."""
     parts = [str(fields.get("task", "segment"))]
     for key, value in fields.items():
         if key == "task" or _DEFAULTS.get(key, object()) == value:
             continue
         if key in _SHORT:
             parts.append(f"{_SHORT[key]}{value}")
-        elif key == "filler":
+        elif key in _BARE:
             parts.append(str(value))
         else:
             parts.append(f"{key}={value}")

@@ -1,0 +1,155 @@
+"""Fuzzy in-context recall (MAD task 2): keys and values of several tokens; recall a repeated key's value.
+
+    _ _ … _ | K1 W1 K2 W2 … Kp Wp … Km Wm | Kp Wp      left padding | pairs, the probe pair once | probe
+    labels: every token of the value of a key seen at an earlier pair, predicted token by token (the
+    label at position t is the token at t + 1, for t + 1 inside such a value); the final value always
+
+Token V − 1 is the pad; of the other V − 1 tokens the first K = (V − 1) // 2 make keys, the rest
+values. A key or a value is an ordered k-mer of distinct tokens, its length uniform over
+`key_lengths` / `value_lengths` (inclusive; MAD trains with 1 … 3 for both and tests with keys of 3).
+Keys and values are told apart by their tokens, so the pairs parse unambiguously.
+
+Where the definition is silent (our choices, mirroring in-context recall, whose keys are uniform over
+V/2 key tokens): each example has a dictionary of K distinct keys (as many keys as key tokens),
+uniform given their lengths, each with a value drawn once (values may coincide). Pairs are keys drawn
+uniformly with replacement from the dictionary, taken while they fit beside two copies of the probe;
+the probe (a uniformly chosen dictionary key) is inserted once at a uniform position among those
+pairs (always: the fix of the reference, which could leave the final query unseen) and repeated at
+the end; the rest is left padding. As in in-context recall the model reads all L tokens and the last
+is only a target; training segments set `labels: next_token` (pads and keys included).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from zoology.data.sampling import distinct_randint, in_row_blocks, repeats_earlier
+from zoology.data.segment import IGNORE_INDEX, Segment
+from zoology.data.task import TaskConfig
+
+
+def ordered_tuples(codes: torch.Tensor, length: int, num_tokens: int) -> torch.Tensor:
+    """(..., length): the codes-th ordered tuple of `length` distinct tokens of [0, num_tokens), for
+    codes in [0, num_tokens!/(num_tokens − length)!) (mixed radix: the i-th digit picks among the
+    tokens not used yet, in increasing order)."""
+    tokens: list[torch.Tensor] = []
+    rest = codes
+    for i in range(length):
+        radix = math.perm(num_tokens - i - 1, length - i - 1)
+        token = rest // radix
+        rest = rest % radix
+        if len(tokens) == 2:
+            used = (torch.minimum(*tokens), torch.maximum(*tokens))
+        else:
+            used = torch.stack(tokens, dim=-1).sort(dim=-1).values.unbind(-1) if tokens else ()
+        for u in used:  # in increasing order
+            token = token + (token >= u)
+        tokens.append(token)
+    return torch.stack(tokens, dim=-1)
+
+
+class FuzzyRecallConfig(TaskConfig):
+    """One fuzzy-recall segment: `num_examples` sequences of `input_seq_len` tokens."""
+
+    generator_version: ClassVar[int] = 1
+    slice_keys: ClassVar[tuple[str, ...]] = ("vocab_size", "input_seq_len")
+    legend: ClassVar[str] = (
+        "k3 key token · v12 value token · _ pad · v8→12 label: the next token of a repeated key's value"
+    )
+
+    task: Literal["fuzzy_recall"] = "fuzzy_recall"
+    vocab_size: int = Field(16, ge=7)
+    input_seq_len: int = Field(128, ge=4)
+    key_lengths: tuple[int, int] = Field((1, 3), description="(shortest, longest) key; lengths uniform in between")
+    value_lengths: tuple[int, int] = Field((1, 3), description="(shortest, longest) value; lengths uniform in between")
+
+    @model_validator(mode="after")
+    def _check_lengths(self) -> FuzzyRecallConfig:
+        for name, (shortest, longest), tokens in (
+            ("key_lengths", self.key_lengths, self.num_key_tokens),
+            ("value_lengths", self.value_lengths, self.num_value_tokens),
+        ):
+            if not 1 <= shortest <= longest <= tokens:
+                raise ValueError(
+                    f"{name}=({shortest}, {longest}) must satisfy 1 <= shortest <= longest <= {tokens} "
+                    f"(the distinct {name.split('_')[0]} tokens of vocab_size={self.vocab_size})"
+                )
+        need = 2 * (self.key_lengths[1] + self.value_lengths[1])
+        if self.input_seq_len < need:
+            raise ValueError(
+                f"input_seq_len={self.input_seq_len} must be at least 2·(longest key + longest value) = {need} "
+                "(the probe pair twice)"
+            )
+        return self
+
+    @property
+    def num_key_tokens(self) -> int:
+        return (self.vocab_size - 1) // 2
+
+    @property
+    def num_value_tokens(self) -> int:
+        return self.vocab_size - 1 - self.num_key_tokens
+
+    def mark(self, token: int) -> str:
+        if token == self.vocab_size - 1:
+            return "_"
+        return f"{'kv'[token >= self.num_key_tokens]}{token}"
+
+    def generate(self, seed: int) -> Segment:
+        gen = torch.Generator().manual_seed(seed)
+        inputs, labels = in_row_blocks(self.num_examples, self.input_seq_len, lambda rows: self._rows(rows, gen))
+        return Segment(inputs, labels, self.slice_fields())
+
+    def _dictionary(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each example's K pairs as (tokens (n, K, longest key + longest value): the key's tokens then
+        the value's, key lengths (n, K), pair lengths (n, K)). The K keys are distinct and uniform
+        given their lengths (each length's keys are distinct codes of that length); each has a value."""
+        K, pad = self.num_key_tokens, self.vocab_size - 1
+        (kmin, kmax), (vmin, vmax) = self.key_lengths, self.value_lengths
+        key_len = torch.randint(kmin, kmax + 1, (n, K), generator=gen)
+        tokens = torch.zeros(n, K, kmax + vmax, dtype=torch.long)
+        for length in range(kmin, kmax + 1):
+            candidates = ordered_tuples(distinct_randint(n, K, 0, math.perm(K, length), gen), length, K)
+            this_length = key_len == length
+            rank = (this_length.cumsum(dim=1) - 1).clamp_min(0)
+            chosen = candidates.gather(1, rank[..., None].expand(-1, -1, length))
+            tokens[..., :length] = torch.where(this_length[..., None], chosen, tokens[..., :length])
+        value_len = torch.randint(vmin, vmax + 1, (n, K), generator=gen)
+        values = distinct_randint(n * K, vmax, K, pad, gen).view(n, K, vmax)
+        tokens.scatter_(2, key_len[..., None] + torch.arange(vmax), values)
+        return tokens, key_len, key_len + value_len
+
+    def _rows(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        L, K, pad = self.input_seq_len, self.num_key_tokens, self.vocab_size - 1
+        pair_tokens, key_len, pair_len = self._dictionary(n, gen)
+        P = L // 2  # more pairs than can fit: each takes at least two tokens
+        drawn = torch.randint(0, K, (n, P), generator=gen)
+        probe = torch.randint(0, K, (n, 1), generator=gen)
+        fits = (pair_len.gather(1, drawn).cumsum(dim=1) <= L - 2 * pair_len.gather(1, probe)).sum(1, keepdim=True)
+        insert_at = (torch.rand(n, 1, generator=gen) * (fits + 1)).long().clamp_max(fits)
+
+        # Slots 0 … fits + 1: the drawn pairs with the probe inserted at insert_at, then the probe again.
+        S = int(fits.max()) + 2  # <= P: the pairs and two probes fit in L tokens
+        s = torch.arange(S)
+        slot = torch.where(s < insert_at, drawn[:, :S], torch.cat([drawn.new_zeros(n, 1), drawn[:, : S - 1]], 1))
+        slot = torch.where((s == insert_at) | (s == fits + 1), probe, slot)
+        used = s <= fits + 1
+        slot_len = pair_len.gather(1, slot).masked_fill(~used, 0)
+        end = L - slot_len.sum(1, keepdim=True) + slot_len.cumsum(1)  # right-aligned: the last ends at L
+        recalled = repeats_earlier(torch.where(used, slot, K + s), K + S)
+
+        # Each position's slot (the first ending after it; the padding falls before slot 0's start).
+        position = torch.arange(L).repeat(n, 1)
+        at = torch.searchsorted(end, position, right=True)
+        offset = position - (end - slot_len).gather(1, at)
+        pair = slot.gather(1, at)
+        width = pair_tokens.shape[2]
+        inputs = pair_tokens.view(n, -1).gather(1, pair * width + offset.clamp_min(0)).masked_fill_(offset < 0, pad)
+        value = (offset >= key_len.gather(1, pair)) & recalled.gather(1, at)  # a recalled value's token
+        labels = torch.where(value, inputs, IGNORE_INDEX).roll(-1, dims=1)  # label at t: the token at t + 1
+        labels[:, -1] = IGNORE_INDEX
+        return inputs, labels
