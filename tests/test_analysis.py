@@ -9,7 +9,7 @@ import pytest
 from zoology import analysis, results
 from zoology.config import TrainConfig
 from zoology.plot import main as plot_main
-from zoology.results import RunDir
+from zoology.runner.rundir import RunDir
 
 SLICES = ({"input_seq_len": 32, "num_kv_pairs": 4}, {"input_seq_len": 64, "num_kv_pairs": 8})
 NAMES = ("mqar-L32-N4", "mqar-L64-N8")
@@ -212,7 +212,7 @@ def test_frontier_figure_draws_each_family_front_as_a_line(sweep):
     assert list(lines["base_conv"].get_xdata()) == [64, 256]
     assert list(lines["base_conv"].get_ydata()) == pytest.approx([0.3, 0.5])
     assert list(lines["base_conv+attention"].get_xdata()) == [2048, 4096]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["base_conv", "base_conv+attention"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["base_conv", "base_conv+attention"]
     dominated = [line for line in ax.get_lines() if line.get_linestyle() == "None" and len(line.get_xdata())]
     assert [list(line.get_xdata()) for line in dominated] == [[128]]
     one = analysis.plot_frontier(df, metric="best", slices=["mqar-L32-N4"])
@@ -231,8 +231,9 @@ def test_slice_matrix_holds_each_models_slice_accuracy(sweep):
     ax = fig.axes[0]
     np.testing.assert_allclose(np.ma.getdata(ax.images[0].get_array()), matrix.to_numpy())
     assert [t.get_text() for t in ax.get_xticklabels()] == ["L32\nN4", "L64\nN8"]
-    assert [t.get_text() for t in ax.get_yticklabels()] == list(matrix.index)
-    assert fig.axes[1].get_ylabel() == "accuracy (last epoch)"
+    lrs = ["1e-2", "1e-2", "1e-2", "1e-2", "1e-3"]  # each model's best lr: the models' lrs differ, so rows say
+    assert [t.get_text() for t in ax.get_yticklabels()] == [f"{m} lr={lr}" for m, lr in zip(matrix.index, lrs)]
+    assert fig.axes[1].get_ylabel() == "accuracy (last epoch, best lr per model)"
 
 
 def test_slice_matrix_leaves_untested_slices_empty(sweep):
@@ -278,6 +279,12 @@ def test_mixer_family_and_run_table(sweep):
     assert len(table) == 7
     assert table["family"].tolist()[:3] == ["base_conv"] * 3
     assert table["state"].tolist()[:3] == [64, 128, 256]
+    assert list(table.columns[:9]) == [
+        "family", "model", "lr", "seed", "params", "state", "acc_last", "acc_best", "best_epoch"
+    ]  # fmt: skip
+    assert table["acc_last"].tolist()[:3] == pytest.approx([0.3, 0.2, 0.5])  # mean of the two slices
+    one = analysis.run_table(results.load(s), slices=["mqar-L32-N4"])
+    assert one["acc_last"].tolist()[:3] == pytest.approx([0.4, 0.3, 0.6])
 
 
 def test_a_sweep_without_finished_runs_is_a_clear_error(tmp_path):
@@ -308,4 +315,19 @@ def test_a_saved_results_table_loads_and_plots_like_its_sweep(tmp_path, sweep):
     assert again["config.model.mixers"].tolist() == df["config.model.mixers"].tolist()
     pd.testing.assert_frame_equal(analysis.frontier_points(again), analysis.frontier_points(df), check_dtype=False)
     assert plot_main([str(table), "--metric", "best"]) == 0
-    assert (tmp_path / "sweep_frontier.png").stat().st_size > 0
+    assert (tmp_path / "sweep_frontier_best.png").read_bytes().startswith(b"\x89PNG")
+    assert again[["d_model", "lr"]].equals(df[["d_model", "lr"]])
+
+
+def test_each_plot_setting_gets_its_own_file(sweep):
+    s, _ = sweep
+    for args, name in (
+        ([], "frontier.png"),
+        (["--metric", "best", "--unit", "bytes"], "frontier_bytes_best.png"),
+        (["--slices", "mqar-L64-*"], "frontier_mqar-L64.png"),
+        (["--plot", "slices"], "slices.png"),
+        (["--plot", "curves"], "curves.png"),
+    ):
+        assert plot_main([str(s), *args]) == 0
+        assert (s / name).read_bytes().startswith(b"\x89PNG"), args
+    assert len(list(s.glob("*.png"))) == 5

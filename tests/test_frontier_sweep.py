@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from zoology import launch, plot
+from zoology import analysis, launch, plot, results
+from zoology.bench import throughput
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -46,11 +49,14 @@ def test_launcher_writes_the_frontier_when_the_sweep_ends(tiny_sweep):
     assert (tiny_sweep / "frontier.png").read_bytes().startswith(PNG_MAGIC)
 
 
-def test_launcher_warns_but_succeeds_when_there_is_nothing_to_plot(tiny_sweep, capsys):
-    sweep_file = tiny_sweep.parent.parent / "tiny.py"
-    runs = tiny_sweep.parent.parent / "empty-runs"
-    assert launch.main([str(sweep_file), "--runs-dir", str(runs), "--filter", "no-such-run"]) == 0
-    assert "warning: no frontier plot" in capsys.readouterr().err
+def test_launcher_warns_when_there_is_nothing_to_plot(tmp_path, capsys):
+    sweep_file = tmp_path / "failing.py"
+    sweep_file.write_text(
+        TINY_SWEEP + 'configs = [base.set({"model.mixers.1.name": "failing_mixers.Exploding", "max_epochs": 1})]\n'
+    )
+    assert launch.main([str(sweep_file), "--runs-dir", str(tmp_path / "runs"), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "warning: no frontier plot" in err and "this mixer always fails" in err
 
 
 @pytest.mark.parametrize(
@@ -64,10 +70,24 @@ def test_plot_command_writes_each_figure(tiny_sweep, tmp_path, args):
 
 def test_plot_command_explains_missing_throughput_and_unknown_slices(tiny_sweep, tmp_path, capsys):
     assert plot.main([str(tiny_sweep), "--x", "throughput", "-o", str(tmp_path / "t.png")]) == 2
-    assert "decode_tokens_per_s" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"`python -m zoology.bench throughput --sweep {tiny_sweep} -B 1 -P 256`" in err, err
     assert plot.main([str(tiny_sweep), "--slices", "mqar-L999-*", "-o", str(tmp_path / "s.png")]) == 2
     assert "matches no test slice" in capsys.readouterr().err
     assert not (tmp_path / "t.png").exists() and not (tmp_path / "s.png").exists()
+
+
+def test_the_throughput_hint_runs_as_written_and_any_measured_point_plots(tiny_sweep, tmp_path, capsys):
+    tiny_sweep = Path(shutil.copytree(tiny_sweep, tmp_path / "tiny"))  # the notebook test wants none measured
+    plot.main([str(tiny_sweep), "--x", "throughput", "-o", str(tmp_path / "t.png")])
+    hint = capsys.readouterr().err.split("`")[1]
+    argv = shlex.split(hint)[4:] + ["-P", "16", "--repeats", "1", "--warmup", "0", "--decode-steps", "2"]
+    assert throughput.main(argv) == 0  # the hint's grid shrunk to a prompt of 16 tokens
+    fig = analysis.plot_frontier(results.load(tiny_sweep), x="throughput")
+    label = fig.axes[0].get_xlabel()
+    assert label.endswith("(tokens/s, batch 1, prompt 16: nearest measured to 64 x 1024)"), label
+    assert plot.main([str(tiny_sweep), "--x", "throughput"]) == 0
+    assert (tiny_sweep / "frontier_throughput.png").read_bytes().startswith(PNG_MAGIC)
 
 
 def test_notebook_runs_top_to_bottom(tiny_sweep, monkeypatch):

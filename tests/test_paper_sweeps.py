@@ -10,13 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from zoology.config import TrainConfig
 from zoology.data.presets import based_figure2_test, based_figure2_train
-from zoology.launch import load_sweep, plan
 from zoology.model import LanguageModel
+from zoology.runner.plan import load_sweep, plan
 
-SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
+ROOT = Path(__file__).resolve().parent.parent
+SWEEPS = ROOT / "sweeps"
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +58,14 @@ def lrs_by_model(configs: list[TrainConfig], *extra: str) -> dict:
 
 
 def check_common(c: TrainConfig) -> None:
-    """Every reference setup: 2 layers, no MLP, V = 8192, AdamW weight decay 0.1, no warmup."""
-    assert (c.model.n_layers, c.model.mlp_expand, c.model.vocab_size) == (2, 0, 8192)
+    """Every reference setup: 2 layers (the BaseConv stack: 4), no MLP, V = 8192, AdamW weight decay 0.1,
+    no warmup; mixers alone or after base_conv (k = 3)."""
+    n_layers = 4 if family(c) == "base_conv_long" else 2
+    assert (c.model.n_layers, c.model.mlp_expand, c.model.vocab_size) == (n_layers, 0, 8192)
     assert c.weight_decay == 0.1 and c.warmup_steps == 0
     names = [m.name for m in c.model.mixers]
-    if family(c) == "mamba":
-        assert names == ["mamba"], c.name
+    if family(c) in ("mamba", "hyena", "h3"):
+        assert names == [family(c)], c.name
     elif not c.model.position_embeddings:
         assert names == ["base_conv", family(c)] and c.model.mixers[0].kwargs == {"kernel_size": 3}, c.name
 
@@ -101,7 +105,7 @@ def test_based_figure2_grid(based_fig2):
 
 def test_zoology_figure2_grid(zoology_fig2):
     lengths = {64: (4, 512), 128: (8, 512), 256: (16, 256), 512: (64, 128)}
-    families = {"attention", "based", "rebased", "linear_attention", "mamba"}
+    families = {"attention", "hyena", "h3", "base_conv_long"}
     assert len(zoology_fig2) == len(lengths) * 4 * len(families) * 4
     check_names(zoology_fig2)
     for c in zoology_fig2:
@@ -119,6 +123,11 @@ def test_zoology_figure2_grid(zoology_fig2):
             assert kwargs(c) == {"num_heads": 1, "dropout": 0.1} and c.model.position_embeddings
         else:
             assert not c.model.position_embeddings
+        if family(c) == "h3":
+            N = c.model.d_model // 4
+            assert kwargs(c) == {"d_state": N, "head_dim": 2} and f"-N{N}-" in c.name
+        elif family(c) in ("hyena", "base_conv_long"):
+            assert kwargs(c) == {"max_seq_len": L}
     assert Counter(family(c) for c in zoology_fig2) == {f: 64 for f in families}
     lrs = [(lr,) for lr in np.logspace(-4, -2, 4)]
     assert all(np.allclose(v, lrs) for v in lrs_by_model(zoology_fig2).values())
@@ -159,6 +168,100 @@ def test_every_model_of_the_figures_builds(based_fig2, zoology_fig2, rebased_fig
     models = {}
     for c in [*based_fig2, *zoology_fig2, *rebased_fig1]:
         models.setdefault((c.model.model_dump_json(), c.data.max_seq_len), c)
+    for c in models.values():
+        with torch.device("meta"):
+            model = LanguageModel(c.model, max_seq_len=c.data.max_seq_len)
+        assert model.state_size(c.data.max_seq_len) > 0, c.name
+
+
+ALONE = {"mamba", "mamba2", "hyena", "h3", "leap"}
+"""Recall–memory families run as the mixer alone in both layers (their presets say so); the rest are hybrids."""
+
+
+def test_recall_memory_grid_holds_every_registered_family_at_three_widths_and_four_lrs():
+    from zoology import mixers, papers
+
+    configs = load_sweep(SWEEPS / "recall_memory.py")
+    registered = [f for f in papers.RECALL_MEMORY_FAMILIES if f in mixers.REGISTRY]
+    assert {"delta_net", "gated_delta_net", "gla", "mamba2", "rwkv7", "based", "mamba"} <= set(registered)
+    assert set(papers.RECALL_MEMORY_FAMILIES) - set(registered) <= {"hyena", "h3"}, "a listed family has no mixer"
+    assert len(configs) == len(registered) * 3 * 4
+    check_names(configs)
+    setup = TrainConfig.from_yaml("based_figure2")
+    widths = Counter()
+    for c in configs:
+        assert c.data == setup.data and (c.max_epochs, c.early_stopping_threshold, c.weight_decay) == (32, 0.99, 0.1)
+        assert (c.model.n_layers, c.model.mlp_expand, c.model.vocab_size) == (2, 0, 8192)
+        assert not c.model.position_embeddings
+        names = [m.name for m in c.model.mixers]
+        assert names == ([family(c)] if family(c) in ALONE else ["base_conv", family(c)]), c.name
+        widths[family(c), c.model.d_model] += 1
+    assert widths == {(f, d): 4 for f in registered for d in (64, 128, 256)}
+    assert all(v == [(1e-3,), (3.16e-3,), (1e-2,), (3.16e-2,)] for v in lrs_by_model(configs).values())
+
+
+def test_recall_memory_states_at_the_test_length_grow_with_width():
+    """The x-axis: each family's state at L = 1024 is counted from the built model, three sizes per family."""
+    from zoology import papers
+
+    states: dict[str, list[int]] = {}
+    for m in papers.recall_memory_models():
+        config = TrainConfig.from_yaml("based_figure2").set(m.updates)
+        with torch.device("meta"):
+            model = LanguageModel(config.model, max_seq_len=config.data.max_seq_len)
+        states.setdefault(m.family, []).append(model.state_size(papers.RECALL_MEMORY_TEST_LEN))
+    for family_name, sizes in states.items():
+        assert len(sizes) == 3 and sizes == sorted(set(sizes)), (family_name, sizes)
+
+
+def test_mad_sweep_is_the_protocol_for_every_registered_family():
+    from zoology import mixers
+    from zoology.data.presets import MAD_TASKS
+
+    configs = load_sweep(SWEEPS / "mad.py")
+    assert len(configs) == len(mixers.names()) * 66 * 6
+    # a family's mixers are its preset's (its short-convolution hybrid, if it has one), else it alone
+    preset_mixers = {
+        f: [
+            m if isinstance(m, str) else m["name"]
+            for m in yaml.safe_load((ROOT / "configs" / f"{f}.yaml").read_text())["model"]["mixers"]
+        ]
+        for f in mixers.names()
+        if (ROOT / "configs" / f"{f}.yaml").exists()
+    }
+    assert len({c.name for c in configs}) == len(configs)
+    grid = sorted(itertools.product((1e-4, 5e-4, 1e-3), (0.0, 0.1)))
+    per_setting: dict = {}
+    for c in configs:
+        family, task, label = c.name.split("-")[:3]
+        m = c.model
+        assert (m.d_model, m.n_layers, m.mlp, m.mlp_width, m.tie_embeddings) == (128, 2, "swiglu", 352, False)
+        assert not m.position_embeddings
+        assert m.readout == ("bottleneck" if task == "compression" else "tokens")
+        assert (c.data.batch_size, c.max_epochs, c.min_lr, c.lr_decay, c.early_stopping_threshold) == (
+            128,
+            200,
+            1e-6,
+            "cosine",
+            0.999,
+        )
+        (train,), (valid,), (test,) = c.data.train, c.data.valid, c.data.test
+        assert train.task == valid.task == test.task == task and m.vocab_size == test.vocab_size
+        assert valid == test and (valid.num_examples, test.num_examples) == (1280, 1280)
+        assert train.labels == ("next_token" if task.endswith("recall") else "task")
+        names = [x.name for x in m.mixers]
+        assert names == preset_mixers.get(family, [family]), c.name
+        per_setting.setdefault((family, task, label), []).append((c.lr, c.weight_decay))
+    assert all(sorted(v) == grid for v in per_setting.values())
+    assert {t for _, t, _ in per_setting} == set(MAD_TASKS)
+    doc = (SWEEPS / "mad.py").read_text()
+    pattern = re.search(r"--filter='([^']*)'\s+the baselines", doc)[1]
+    chosen = [p.config for p in plan(configs, Path("unused"), pattern=pattern)]
+    assert len(chosen) == 72
+    assert {(c.name.split("-")[0], c.data.test[0].task) for c in chosen} == set(
+        itertools.product(("attention", "based"), MAD_TASKS)
+    )
+    models = {c.model.model_dump_json(): c for c in configs}
     for c in models.values():
         with torch.device("meta"):
             model = LanguageModel(c.model, max_seq_len=c.data.max_seq_len)

@@ -1,39 +1,47 @@
 """Plot a sweep: `python -m zoology.plot runs/<sweep>` writes runs/<sweep>/frontier.png.
 
-The source can also be a CSV saved from `zoology.results.load` (PNG beside it, <stem>_<plot>.png);
---plot curves needs the run directories.
+Each figure gets its own default name, from the plot and the settings that differ from the default
+(frontier_best_bytes.png, frontier_throughput.png, slices.png, curves.png, ...). The source can also
+be a CSV saved from `zoology.results.load` (PNG beside it, <stem>_<name>.png); --plot curves needs
+the run directories.
 
---plot frontier: accuracy against recurrent state (--x state) or decode throughput (--x throughput),
-each model at its best learning rate, each family's Pareto front as a line. --plot slices: accuracy
-per model and test slice. --plot curves: loss and accuracy per epoch for every run.
+--plot frontier: accuracy against recurrent state (--x state), decode throughput (--x throughput) or
+validation perplexity on held-out text (--x perplexity: recall against perplexity, for runs that train
+on text and recall together), each model at its best learning rate, each family's Pareto front as a
+line. --plot slices: accuracy per model and test slice. --plot curves: loss and accuracy per epoch for
+every run. --plot scores: the task score table of a sweep over synthetic tasks (sweeps/mad.py),
+families × tasks, each cell the mean over the task's settings of the best accuracy over learning rate
+and weight decay (default: token accuracy at the epoch selected on the validation segments;
+--accuracy, --metric).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 from zoology import analysis, results
 
-DPI = 150
 
-
-def default_output(sweep_dir: Path, plot: str, x: str) -> Path:
-    name = "frontier_throughput" if plot == "frontier" and x == "throughput" else plot
-    sweep_dir = Path(sweep_dir)
-    if sweep_dir.suffix == ".csv":
-        return sweep_dir.with_name(f"{sweep_dir.stem}_{name}.png")
-    return sweep_dir / f"{name}.png"
-
-
-def write_frontier(sweep_dir: str | Path, path: str | Path | None = None) -> Path:
-    """Save the state frontier of a sweep (last-epoch accuracy, all test slices) as a PNG."""
-    sweep_dir = Path(sweep_dir)
-    path = Path(path) if path else default_output(sweep_dir, "frontier", "state")
-    fig = analysis.plot_frontier(results.load(sweep_dir), title=sweep_dir.name)
-    fig.savefig(path, dpi=DPI)
-    return path
+def default_output(args: argparse.Namespace) -> Path:
+    """A file name per figure, so that plots with other settings never overwrite each other:
+    frontier.png (what the launcher writes), frontier_throughput_best_bytes.png, slices.png, ...;
+    beside a CSV source, <stem>_<name>.png."""
+    parts = [args.plot]
+    if args.plot == "frontier":
+        parts += [args.x_column or (args.x if args.x in ("throughput", "perplexity") else "")]
+        parts += ["bytes" if args.unit == "bytes" and args.x == "state" and not args.x_column else ""]
+        parts += [f"by-{args.facet}" if args.facet else ""]
+    if args.plot != "curves":
+        parts += [args.metric if args.metric in ("best", "selected") and args.plot != "scores" else ""]
+        parts += ["-".join(args.slices or [])]
+    name = re.sub(r"[^A-Za-z0-9._=-]+", "-", "_".join(p for p in parts if p)).strip("-")
+    source = Path(args.sweep_dir)
+    if source.suffix == ".csv":
+        return source.with_name(f"{source.stem}_{name}.png")
+    return source / f"{name}.png"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,16 +49,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "sweep_dir", type=Path, help="a sweep's results directory (e.g. runs/mqar), or a CSV table saved from one"
     )
-    parser.add_argument("-o", "--output", type=Path, help="PNG path (default: SWEEP_DIR/<plot>.png)")
-    parser.add_argument("--plot", choices=("frontier", "slices", "curves"), default="frontier")
-    parser.add_argument("--x", choices=("state", "throughput"), default="state", help="frontier x-axis")
+    parser.add_argument(
+        "-o", "--output", type=Path, help="PNG path (default: SWEEP_DIR/<plot>[_<settings>].png, one name per figure)"
+    )
+    parser.add_argument("--plot", choices=("frontier", "slices", "curves", "scores"), default="frontier")
+    parser.add_argument("--x", choices=("state", "throughput", "perplexity"), default="state", help="frontier x-axis")
     parser.add_argument(
         "--x-column", help="results column for the x-axis (default: state_size, or decode_tokens_per_s)"
     )
     parser.add_argument(
         "--unit", choices=("elements", "bytes"), default="elements", help="state axis unit (bytes: fp32, x4)"
     )
-    parser.add_argument("--metric", choices=("last", "best"), default="last", help="last-epoch or best-epoch accuracy")
+    parser.add_argument(
+        "--metric",
+        choices=("last", "best", "selected"),
+        help="last-epoch or best-epoch accuracy (default: last); for scores also the epoch selected on the "
+        "validation segments (their default)",
+    )
+    parser.add_argument(
+        "--accuracy",
+        choices=("token", "macro", "example"),
+        default="token",
+        help="scores: over all labelled positions (default), class-balanced, or the mean over examples",
+    )
     parser.add_argument(
         "--slices",
         nargs="+",
@@ -63,24 +84,34 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     title = args.title if args.title is not None else args.sweep_dir.stem
-    output = args.output or default_output(args.sweep_dir, args.plot, args.x)
+    output = args.output or default_output(args)
+    metric = args.metric or ("selected" if args.plot == "scores" else "last")
     try:
-        if args.plot == "curves":
+        if metric == "selected" and args.plot != "scores":
+            raise ValueError("--metric selected applies to --plot scores; use last or best")
+        if args.plot == "scores":
+            scores = analysis.task_scores(results.load(args.sweep_dir), args.accuracy, metric)
+            print(scores.to_string(float_format=lambda v: f"{v:.3f}"))
+            label = f"{args.accuracy} accuracy ({metric} epoch)"
+            fig = analysis.plot_task_scores(scores, title=title, label=label)
+        elif args.plot == "curves":
             fig = analysis.plot_curves(analysis.load_curves(args.sweep_dir), title=title)
         else:
             df = results.load(args.sweep_dir)
             if args.plot == "slices":
-                fig = analysis.plot_slices(df, args.metric, args.slices, title=title)
+                fig = analysis.plot_slices(df, metric, args.slices, title=title)
             else:
-                axis = analysis.resolve_axis(args.x, args.unit, args.x_column)
+                column = args.x_column or (f"perplexity_{metric}" if args.x == "perplexity" else None)
+                axis = analysis.resolve_axis(args.x, args.unit, column)
                 fig = analysis.plot_frontier(
-                    df, axis, args.metric, args.slices, facet=args.facet, labels=not args.no_labels, title=title
+                    df, axis, metric, args.slices, facet=args.facet, labels=not args.no_labels, title=title
                 )
     except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        message = str(e) if args.sweep_dir.suffix == ".csv" else str(e).replace("<sweep dir>", str(args.sweep_dir))
+        print(f"error: {message}", file=sys.stderr)
         return 2
     output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=DPI)
+    analysis.save(fig, output)
     print(output)
     return 0
 

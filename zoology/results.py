@@ -1,96 +1,25 @@
-"""The run directory format and loading a sweep into a pandas DataFrame.
-
-<runs>/<sweep>/<run_id>/
-    config.json     the TrainConfig, written when the run starts
-    metrics.jsonl   one JSON line per epoch
-    result.json     written last, atomically: its presence means the run finished
-    error.txt       the traceback of a run that raised (removed when it is rerun)
-    throughput.json prefill/decode speed by device and dtype (`python -m zoology.bench throughput`)
-"""
+"""A sweep directory as pandas DataFrames: one row per finished run (`load`), per (run, test slice)
+(`load_slices`, slices added by `python -m zoology.eval` included), and a run's trained model
+(`load_model`); the run directories are read through
+zoology.runner.rundir, their one reader."""
 
 from __future__ import annotations
 
 import ast
-import json
+import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
-from zoology.utils import atomic_write_bytes, atomic_write_json
+from zoology.config import TrainConfig, family_name
+from zoology.model import LanguageModel
+from zoology.runner.rundir import RunDir, Weights, run_dirs
 
-RESULT_FORMAT = 1
-THROUGHPUT_FORMAT = 1
 THROUGHPUT_REFERENCE = {"batch_size": 64, "context": 1024}
-"""The (batch size, prompt length) of the plain `prefill_tokens_per_s` / `decode_tokens_per_s` columns."""
-
-
-class RunDir:
-    """One run's directory."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-
-    config_path = property(lambda self: self.path / "config.json")
-    metrics_path = property(lambda self: self.path / "metrics.jsonl")
-    result_path = property(lambda self: self.path / "result.json")
-    error_path = property(lambda self: self.path / "error.txt")
-    throughput_path = property(lambda self: self.path / "throughput.json")
-    checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
-
-    def is_finished(self) -> bool:
-        return self.result_path.exists()
-
-    def start(self, config_json: dict) -> None:
-        """Clear what an earlier attempt left, except its checkpoint, and record the config."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        for p in (self.result_path, self.error_path, self.metrics_path):
-            p.unlink(missing_ok=True)
-        atomic_write_json(self.config_path, config_json)
-
-    def append_metrics(self, record: dict) -> None:
-        with self.metrics_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-
-    def write_result(self, result: dict) -> None:
-        atomic_write_json(self.result_path, {"format": RESULT_FORMAT, **result})
-        self.checkpoint_path.unlink(missing_ok=True)
-
-    def write_checkpoint(self, data: bytes) -> None:
-        atomic_write_bytes(self.checkpoint_path, data)
-
-    def checkpoint(self) -> bytes | None:
-        """The bytes of an unfinished attempt's last checkpoint, if it left one."""
-        return self.checkpoint_path.read_bytes() if self.checkpoint_path.exists() else None
-
-    def write_error(self, text: str) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.error_path.write_text(text)
-
-    def result(self) -> dict:
-        data = json.loads(self.result_path.read_text())
-        if data.get("format") != RESULT_FORMAT:
-            raise ValueError(
-                f"{self.result_path}: result format {data.get('format')!r} is not the "
-                f"supported format {RESULT_FORMAT}; rerun the sweep with --force"
-            )
-        return data
-
-    def config(self) -> dict:
-        return json.loads(self.config_path.read_text())
-
-    def metrics(self) -> list[dict]:
-        if not self.metrics_path.exists():
-            return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
-
-
-def run_dirs(sweep_dir: str | Path) -> list[RunDir]:
-    sweep_dir = Path(sweep_dir)
-    if not sweep_dir.is_dir():
-        raise FileNotFoundError(f"no sweep directory {str(sweep_dir)!r}")
-    return [RunDir(p) for p in sorted(sweep_dir.iterdir()) if (p / "config.json").exists()]
+"""The (batch size, prompt length) the plain `prefill_tokens_per_s` / `decode_tokens_per_s` columns
+aim at: that point when it was measured, else the measured point nearest to it."""
 
 
 def result_row(result: dict, config: dict) -> dict[str, Any]:
@@ -98,7 +27,9 @@ def result_row(result: dict, config: dict) -> dict[str, Any]:
     row: dict[str, Any] = {
         "run_id": result["run_id"],
         "name": result["name"],
-        "model": "+".join(m["name"].rpartition(".")[2] for m in config["model"]["mixers"]),
+        "model": family_name(m["name"] for m in config["model"]["mixers"]),
+        "d_model": config["model"]["d_model"],
+        "lr": config["lr"],
     }
     for key, value in pd.json_normalize(config, sep=".").iloc[0].items():
         row[f"config.{key}"] = value
@@ -111,58 +42,104 @@ def result_row(result: dict, config: dict) -> dict[str, Any]:
         "wall_time",
         "train_tokens_per_s",
         "device",
+        "threads",
         "version",
     ):
         row[key] = result.get(key)
-    for which in ("last", "best"):
+    for which in ("last", "best", "selected"):
+        if which not in result:
+            continue
         row[f"acc_{which}"] = result[which]["acc"]
+        for metric in ("token_acc", "macro_acc"):
+            row[f"{metric}_{which}"] = result[which].get(metric)
         for name, acc in result[which]["slices"].items():
             row[f"acc_{which}.{name}"] = acc
+        if "perplexity" in result[which]:
+            row[f"perplexity_{which}"] = result[which]["perplexity"]
+            for name, value in result[which]["perplexity_slices"].items():
+                row[f"perplexity_{which}.{name}"] = value
     row["best_epoch"] = result["best"]["epoch"]
+    if "selected" in result:
+        row["selected_epoch"] = result["selected"]["epoch"]
+        row["valid_token_acc_selected"] = result["selected"]["validation"]["token_acc"]
     return row
+
+
+def nearest_point(points: list[dict]) -> dict:
+    """The measured point nearest THROUGHPUT_REFERENCE: the fewest doublings of batch size and prompt
+    length away (ties: the longer prompt, then the larger batch)."""
+    ref_b, ref_p = THROUGHPUT_REFERENCE["batch_size"], THROUGHPUT_REFERENCE["context"]
+
+    def distance(p: dict) -> tuple:
+        far = abs(math.log2(p["batch_size"] / ref_b)) + abs(math.log2(p["context"] / ref_p))
+        return far, -p["context"], -p["batch_size"]
+
+    return min(points, key=distance)
 
 
 def throughput_columns(run: RunDir, device: str | None = None) -> dict[str, Any]:
     """The latest throughput entry of a run (on a device whose name contains `device`, if given):
-    the device, the reference point's prefill/decode tokens/s, and every point as
-    `decode_tokens_per_s.B{batch}.P{context}` (likewise prefill)."""
-    if not run.throughput_path.exists():
+    the device; `prefill_tokens_per_s` and `decode_tokens_per_s` at the reference point, or at the
+    measured point nearest it (`throughput_batch_size`, `throughput_context` say which); and every
+    point as `decode_tokens_per_s.B{batch}.P{context}` (likewise prefill)."""
+    data = run.throughput()
+    if data is None:
         return {}
-    data = json.loads(run.throughput_path.read_text())
-    if data.get("format") != THROUGHPUT_FORMAT:
-        raise ValueError(f"{run.throughput_path}: format {data.get('format')!r}, expected {THROUGHPUT_FORMAT}")
     entries = [
         e
         for name, by_dtype in data["results"].items()
         if device is None or device.lower() in name.lower()
         for e in by_dtype.values()
     ]
-    if not entries:
+    if not entries or not any(e["points"] for e in entries):
         return {}
-    entry = max(entries, key=lambda e: e["measured_at"])
+    entry = max((e for e in entries if e["points"]), key=lambda e: e["measured_at"])
     row: dict[str, Any] = {"throughput_device": entry["device"], "throughput_dtype": entry["dtype"]}
-    ref = (THROUGHPUT_REFERENCE["batch_size"], THROUGHPUT_REFERENCE["context"])
     for p in entry["points"]:
         for kind in ("prefill", "decode"):
-            value = p.get(f"{kind}_tokens_per_s")
-            row[f"{kind}_tokens_per_s.B{p['batch_size']}.P{p['context']}"] = value
-            if (p["batch_size"], p["context"]) == ref:
-                row[f"{kind}_tokens_per_s"] = value
+            row[f"{kind}_tokens_per_s.B{p['batch_size']}.P{p['context']}"] = p.get(f"{kind}_tokens_per_s")
+    near = nearest_point(entry["points"])
+    row["throughput_batch_size"], row["throughput_context"] = near["batch_size"], near["context"]
+    for kind in ("prefill", "decode"):
+        row[f"{kind}_tokens_per_s"] = near.get(f"{kind}_tokens_per_s")
     return row
 
 
 def load(sweep_dir: str | Path, throughput_device: str | None = None) -> pd.DataFrame:
-    """One row per finished run of a sweep directory (runs without result.json are left out), with
+    """One row per finished run of a sweep directory (runs without result.json are left out): its config
+    as `config.*`, size, times, `acc_last` / `acc_best` overall and as `acc_last.<slice>` per test slice,
+    and for language-modelling slices `perplexity_last` (all of them pooled) and
+    `perplexity_last.<slice>` (likewise `_best`, at the best epoch); with
     throughput columns where the run has a throughput.json (see `throughput_columns`); or the rows
     of a CSV saved from such a table (`load(d).to_csv(path, index=False)`), lists and dicts restored."""
     if Path(sweep_dir).suffix == ".csv":
         return read_table(sweep_dir)
     rows = [
-        result_row(r.result(), r.config()) | throughput_columns(r, throughput_device)
+        result_row(r.result(), r.config()) | evaluation_columns(r) | throughput_columns(r, throughput_device)
         for r in run_dirs(sweep_dir)
         if r.is_finished()
     ]
     return pd.DataFrame(rows)
+
+
+def evaluation_columns(run: RunDir) -> dict[str, Any]:
+    """The slices `python -m zoology.eval` added to a run, as `acc_last.<slice>` (final weights),
+    `acc_best.<slice>` (best-epoch weights) and `perplexity_last.<slice>` columns beside its own, and
+    `evaluated_slices`, their names (the frontier's default mean leaves them out). A slice the run was
+    already tested on keeps its own numbers."""
+    own = {s["slice"] for s in run.result()["slices"]}
+    row: dict[str, Any] = {}
+    names = []
+    for s in evaluated_slices(run):
+        if s["slice"] in own:
+            continue
+        names.append(s["slice"])
+        for key in ("acc_last", "acc_best"):  # both always: NaN for weights not evaluated on it
+            row[f"{key}.{s['slice']}"] = s[key] if s[key] is not None else float("nan")
+        for key in ("perplexity_last", "perplexity_best"):
+            if s.get(key) is not None:
+                row[f"{key}.{s['slice']}"] = s[key]
+    return row | {"evaluated_slices": names} if names else row
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -173,6 +150,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     for column in df.columns:
         if not pd.api.types.is_numeric_dtype(df[column]):
             df[column] = df[column].astype(object).map(_literal)
+    for position, (column, source) in enumerate((("d_model", "config.model.d_model"), ("lr", "config.lr")), start=3):
+        if column not in df and source in df:  # tables saved before these columns existed
+            df.insert(min(position, len(df.columns)), column, df[source])
     return df
 
 
@@ -185,6 +165,11 @@ def _literal(value: Any) -> Any:
     return value
 
 
+def _default_filler(segment: dict) -> str | None:
+    """A key-value task's filler when its config leaves the default; None for tasks without filler."""
+    return segment.get("filler", "random") if "num_kv_pairs" in segment else None
+
+
 SLICE_INT_COLUMNS = ("input_seq_len", "num_kv_pairs", "num_passes", "num_overwrites", "num_examples")
 
 
@@ -193,9 +178,12 @@ def load_slices(sweep_dir: str | Path) -> pd.DataFrame:
 
     Columns: run_id, name, model, d_model, lr, params, state_size; the slice's name and fields
     (task, input_seq_len, num_kv_pairs, num_passes, … as integers; tasks without a field get <NA>)
-    and its filler; num_examples; acc_last, acc_best; train_max_seq_len and train_max_kv_pairs
-    (the largest L and N among the run's training segments) and beyond_train_len /
-    beyond_train_kv, true where the slice is longer / has more pairs than any training segment.
+    and its filler; num_examples; acc_last, acc_best (and perplexity_last, perplexity_best for
+    language-modelling slices); `evaluated`, true for a slice added after training by
+    `python -m zoology.eval` (acc_last from the final weights, acc_best from the best-epoch ones);
+    train_max_seq_len and train_max_kv_pairs (the largest L and N among the run's training
+    segments) and beyond_train_len / beyond_train_kv, true where the slice is longer / has more
+    pairs than any training segment (tasks without key-value pairs have no N: <NA>, None).
     """
     rows = []
     for r in run_dirs(sweep_dir):
@@ -205,25 +193,36 @@ def load_slices(sweep_dir: str | Path) -> pd.DataFrame:
         train = config["data"]["train"]
         test = config["data"]["test"]
         max_len = max(seg["input_seq_len"] for seg in train)
-        max_kv = max(seg["num_kv_pairs"] for seg in train)
+        max_kv = max((seg["num_kv_pairs"] for seg in train if "num_kv_pairs" in seg), default=None)
+        run = {
+            "run_id": result["run_id"],
+            "name": result["name"],
+            "model": family_name(m["name"] for m in config["model"]["mixers"]),
+            "d_model": config["model"]["d_model"],
+            "lr": config["lr"],
+            "params": result.get("params"),
+            "state_size": result.get("state_size"),
+        }
+        slices = []
         for i, s in enumerate(result["slices"]):
+            segment = test[i] if i < len(test) else {}
+            row = {**s, "filler": s.get("filler", _default_filler(segment) if segment else None)}
+            for which in ("last", "best"):
+                row[f"acc_{which}"] = result[which]["slices"][s["slice"]]
+                if s["slice"] in result[which].get("perplexity_slices", {}):
+                    row[f"perplexity_{which}"] = result[which]["perplexity_slices"][s["slice"]]
+            slices.append({**row, "evaluated": False})
+        slices += [{**row, "evaluated": True} for row in evaluated_slices(r)]
+        for s in slices:
+            kv = s.get("num_kv_pairs")
             rows.append(
                 {
-                    "run_id": result["run_id"],
-                    "name": result["name"],
-                    "model": "+".join(m["name"].rpartition(".")[2] for m in config["model"]["mixers"]),
-                    "d_model": config["model"]["d_model"],
-                    "lr": config["lr"],
-                    "params": result.get("params"),
-                    "state_size": result.get("state_size"),
+                    **run,
                     **s,
-                    "filler": s.get("filler", test[i].get("filler", "random") if i < len(test) else None),
-                    "acc_last": result["last"]["slices"][s["slice"]],
-                    "acc_best": result["best"]["slices"][s["slice"]],
                     "train_max_seq_len": max_len,
                     "train_max_kv_pairs": max_kv,
                     "beyond_train_len": s["input_seq_len"] > max_len,
-                    "beyond_train_kv": s["num_kv_pairs"] > max_kv,
+                    "beyond_train_kv": kv is not None and max_kv is not None and kv > max_kv,
                 }
             )
     table = pd.DataFrame(rows)
@@ -231,3 +230,57 @@ def load_slices(sweep_dir: str | Path) -> pd.DataFrame:
         if column in table:
             table[column] = table[column].astype("Int64")
     return table
+
+
+def evaluated_slices(run: RunDir) -> list[dict[str, Any]]:
+    """The slices `python -m zoology.eval` recorded for a run, one dict per slice: its name and fields,
+    num_examples, filler, acc_last / acc_best (from the final / best-epoch weights; None where those
+    were not evaluated) and, for language-modelling slices, perplexity_last / perplexity_best."""
+    by_slice: dict[str, dict[str, Any]] = {}
+    for e in run.evaluations():
+        which = "last" if e["weights"] == "final" else "best"
+        row = by_slice.setdefault(
+            e["slice"],
+            {
+                "slice": e["slice"],
+                **e["fields"],
+                "num_examples": e["num_examples"],
+                "filler": e["fields"].get("filler", e["segment"].get("filler")),
+                "acc_last": None,
+                "acc_best": None,
+            },
+        )
+        row[f"acc_{which}"] = e["acc"]
+        if "perplexity" in e:
+            row[f"perplexity_{which}"] = e["perplexity"]
+    return list(by_slice.values())
+
+
+def load_model(run_dir: str | Path, weights: Weights = "final", device: str | torch.device = "cpu") -> LanguageModel:
+    """The trained model of a run directory, in eval mode on `device`: rebuilt from its config.json and
+    loaded with its kept weights ('final': model.safetensors; 'best': model_best.safetensors). Weights
+    that do not fit the config (other names or shapes) are refused, naming the file and tensors."""
+    run = RunDir(run_dir)
+    if not run.config_path.exists():
+        raise FileNotFoundError(f"{run.path}: not a run directory (no config.json)")
+    config = TrainConfig.model_validate(run.config())
+    state, _ = run.weights(weights)
+    with torch.random.fork_rng(devices=[]):
+        model = LanguageModel(config.model, max_seq_len=config.data.max_seq_len)
+    expected = model.state_dict()
+    problems = [f"missing {name}" for name in expected if name not in state]
+    problems += [f"unexpected {name}" for name in state if name not in expected]
+    problems += [
+        f"{name} is {tuple(state[name].shape)} in the file but {tuple(t.shape)} in the model"
+        for name, t in expected.items()
+        if name in state and state[name].shape != t.shape
+    ]
+    if problems:
+        m = config.model
+        shown = "; ".join(problems[:6]) + (f"; … {len(problems) - 6} more" if len(problems) > 6 else "")
+        raise ValueError(
+            f"{run.weights_path(weights)} does not match {run.config_path} (model: {m.family}, "
+            f"vocab_size={m.vocab_size}, d_model={m.d_model}, n_layers={m.n_layers}): {shown}"
+        )
+    model.load_state_dict(state)
+    return model.to(device).eval()

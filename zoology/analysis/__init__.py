@@ -4,6 +4,7 @@ from zoology import results, analysis
 df = results.load("runs/mqar")
 analysis.frontier_points(df, metric="best")          # the data: one row per model at its best lr
 analysis.plot_frontier(df).savefig("frontier.png")   # the figure
+analysis.task_scores(results.load("runs/mad"))       # families × tasks: the MAD score table
 """
 
 from zoology.analysis.data import (
@@ -14,6 +15,7 @@ from zoology.analysis.data import (
     load_curves,
     mixer_family,
     pareto_mask,
+    perplexity_axis,
     resolve_axis,
     run_table,
     select_slices,
@@ -22,25 +24,47 @@ from zoology.analysis.data import (
     state_axis,
     throughput_axis,
 )
-from zoology.analysis.figures import family_styles, plot_curves, plot_frontier, plot_slices
+from zoology.analysis.figures import (
+    DPI,
+    draw_heatmap,
+    plot_curves,
+    plot_frontier,
+    plot_slices,
+    plot_task_scores,
+    save,
+    write_frontier,
+)
+from zoology.analysis.palette import FAMILY_STYLES, family_style, family_styles
+from zoology.analysis.scores import score_column, setting_scores, task_scores
 
 __all__ = [
+    "DPI",
+    "FAMILY_STYLES",
     "Axis",
     "accuracy",
     "annotate_models",
+    "draw_heatmap",
+    "family_style",
     "family_styles",
     "frontier_points",
     "load_curves",
     "mixer_family",
     "pareto_mask",
+    "perplexity_axis",
     "plot_curves",
     "plot_frontier",
     "plot_slices",
+    "plot_task_scores",
     "resolve_axis",
     "run_table",
+    "save",
+    "score_column",
     "select_slices",
     "slice_matrix",
     "slice_names",
+    "setting_scores",
     "state_axis",
+    "task_scores",
     "throughput_axis",
+    "write_frontier",
 ]

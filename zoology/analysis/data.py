@@ -19,8 +19,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from zoology.config import DataConfig, TrainConfig
-from zoology.results import run_dirs
+from zoology import results
+from zoology.config import DataConfig, TrainConfig, family_name
+from zoology.runner.rundir import run_dirs
 
 Metric = Literal["last", "best"]
 
@@ -58,30 +59,49 @@ def state_axis(unit: Literal["elements", "bytes"] = "elements") -> Axis:
 
 def throughput_axis(column: str = "decode_tokens_per_s") -> Axis:
     """Measured generation speed (higher is better) from the throughput benchmark's columns:
-    `decode_tokens_per_s` (its reference batch and prompt) or `decode_tokens_per_s.B{batch}.P{prompt}`."""
+    `decode_tokens_per_s` (the measured point nearest its reference batch and prompt, named in the
+    label) or `decode_tokens_per_s.B{batch}.P{prompt}`."""
     kind, _, point = column.partition("_tokens_per_s")
     match = re.fullmatch(r"\.B(\d+)\.P(\d+)", point)
-    detail = f", batch {match[1]}, prompt {match[2]}" if match else ""
+    detail = f", batch {match[1]}, prompt {match[2]}" if match else "{point}"
     known = "_tokens_per_s" in column and kind and (match or not point)
     label = f"{kind} throughput{{on}} (tokens/s{detail})" if known else column
     return Axis(
         column,
         label,
         better="higher",
-        missing_hint="measure it first with `python -m zoology.bench throughput <sweep dir>`",
+        missing_hint=f"measure it first with `{THROUGHPUT_HINT}`",
+    )
+
+
+THROUGHPUT_HINT = "python -m zoology.bench throughput --sweep <sweep dir> -B 1 -P 256"
+"""How to measure a sweep's decode speed; `-B 1 -P 256` takes seconds per model on a CPU (drop them
+for the full grid on a GPU)."""
+
+
+def perplexity_axis(metric: Metric = "last") -> Axis:
+    """Validation perplexity on held-out text (lower is better), of runs that train on text beside
+    recall: `perplexity_last` (or `_best`, at the best epoch), every text test slice pooled."""
+    return Axis(
+        f"perplexity_{metric}",
+        f"validation perplexity ({metric} epoch, held-out text)",
+        log=False,
+        missing_hint="train on text too (a `task: text` test segment) to have one",
     )
 
 
 def resolve_axis(x: str | Axis, unit: Literal["elements", "bytes"] = "elements", column: str | None = None) -> Axis:
-    """'state', 'throughput' or an Axis; `column` overrides the preset's column."""
+    """'state', 'throughput', 'perplexity' or an Axis; `column` overrides the preset's column."""
     if isinstance(x, Axis):
         axis = x
     elif x == "state":
         axis = state_axis(unit)
     elif x == "throughput":
         axis = throughput_axis(column or "decode_tokens_per_s")
+    elif x == "perplexity":
+        axis = perplexity_axis("best" if column == "perplexity_best" else "last")
     else:
-        raise ValueError(f"x={x!r}: use 'state', 'throughput' or an Axis")
+        raise ValueError(f"x={x!r}: use 'state', 'throughput', 'perplexity' or an Axis")
     if column is not None and column != axis.column:
         axis = replace(axis, column=column, label=f"{column}")
     return axis
@@ -102,11 +122,18 @@ def slice_names(df: pd.DataFrame) -> list[str]:
     return sorted((c[len(prefix) :] for c in df.columns if c.startswith(prefix)), key=natural_key)
 
 
+def text_slice_names(df: pd.DataFrame) -> list[str]:
+    """The language-modelling (text) slices of a results frame: those with a perplexity column."""
+    return [name for name in slice_names(df) if f"perplexity_last.{name}" in df]
+
+
 def select_slices(df: pd.DataFrame, patterns: list[str] | None) -> list[str]:
-    """Slice names matching any of the shell-style `patterns` (all slices when None)."""
+    """Slice names matching any of the shell-style `patterns`; when None, the recall slices (every
+    slice but text, whose accuracy is next-token accuracy; all slices when there is nothing else)."""
     available = slice_names(df)
     if not patterns:
-        return available
+        text = text_slice_names(df)
+        return [name for name in available if name not in text] or available
     chosen = []
     for pattern in patterns:
         matched = [name for name in available if fnmatch.fnmatchcase(name, pattern)]
@@ -119,13 +146,17 @@ def select_slices(df: pd.DataFrame, patterns: list[str] | None) -> list[str]:
 def accuracy(df: pd.DataFrame, metric: Metric = "last", slices: list[str] | None = None) -> pd.Series:
     """Per run: the unweighted mean of the chosen test slices' accuracy at the last or best epoch.
 
-    With `slices` None every slice a run was tested on counts (the Based figure's mean over its
-    seven test segments). With patterns, a run missing one of the chosen slices gets NaN.
+    With `slices` None every recall slice a run was tested on while it trained counts (the Based
+    figure's mean over its seven test segments); slices added later by `python -m zoology.eval` count
+    only when named. With patterns, a run missing one of the chosen slices gets NaN.
     """
     if metric not in ("last", "best"):
         raise ValueError(f"metric={metric!r}: use 'last' or 'best'")
     names = select_slices(df, slices)
     columns = df[[f"acc_{metric}.{name}" for name in names]]
+    if not slices and "evaluated_slices" in df:
+        added = df["evaluated_slices"].map(lambda v: v if isinstance(v, list) else [])
+        columns = columns.mask(pd.DataFrame({f"acc_{metric}.{n}": added.map(lambda a, n=n: n in a) for n in names}))
     mean = columns.mean(axis=1, skipna=True)
     if slices:
         mean = mean.mask(columns.isna().any(axis=1))
@@ -246,7 +277,7 @@ def frontier_points(
     if df.empty:
         raise ValueError("no finished runs to show")
     if axis.column not in df:
-        near = [c for c in df.columns if "per_s" in c or "throughput" in c]
+        near = [c for c in df.columns if "per_s" in c or "throughput" in c or c.startswith("perplexity")]
         hint = f"; {axis.missing_hint}" if axis.missing_hint else ""
         raise ValueError(
             f"x column {axis.column!r} is not in the results{hint}. Columns that look related: {near or 'none'}"
@@ -316,15 +347,25 @@ def frontier_points(
 
 def axis_label(axis: Axis, df: pd.DataFrame) -> str:
     """The axis label, with the sequence length the state is measured at (or the device throughput
-    was measured on) when the runs share one."""
-    at = on = ""
+    was measured on, and at which batch and prompt) when the runs share one."""
+    at = on = point = ""
     if axis.column == "state_size" and "state_seq_len" in df:
         lengths = df["state_seq_len"].dropna().unique()
         at = f" at L={int(lengths[0])}" if len(lengths) == 1 else " at the longest test length"
     if "throughput_device" in df:
         devices = df["throughput_device"].dropna().unique()
         on = f" on {devices[0]}" if len(devices) == 1 else ""
-    return axis.label.replace("{at}", at).replace("{on}", on)
+    if {"throughput_batch_size", "throughput_context"} <= set(df.columns):
+        measured = df.loc[df[axis.column].notna(), ["throughput_batch_size", "throughput_context"]].drop_duplicates()
+        ref = results.THROUGHPUT_REFERENCE
+        if len(measured) == 1:
+            b, p = (int(v) for v in measured.iloc[0])
+            point = f", batch {b}, prompt {p}"
+            if (b, p) != (ref["batch_size"], ref["context"]):
+                point += f": nearest measured to {ref['batch_size']} x {ref['context']}"
+        elif len(measured) > 1:
+            point = f", batch and prompt per run: nearest measured to {ref['batch_size']} x {ref['context']}"
+    return axis.label.replace("{at}", at).replace("{on}", on).replace("{point}", point)
 
 
 def slice_matrix(
@@ -355,12 +396,13 @@ def load_curves(sweep_dir: str | Path) -> pd.DataFrame:
     """One row per (run, epoch) from every run's metrics.jsonl, finished or not.
 
     Columns: run_id, name, family, finished, epoch, train_loss, valid_loss, valid_acc, lr,
-    epoch_time, tokens_per_s and `valid_acc.<slice>` per test slice.
+    epoch_time, tokens_per_s and `valid_acc.<slice>` per test slice (valid_* are the test segments);
+    token_acc, macro_acc; with validation segments `validation.acc`, `validation.token_acc`, ….
     """
     rows = []
     for run in run_dirs(sweep_dir):
         config = run.config()
-        model = "+".join(m["name"].rpartition(".")[2] for m in config["model"]["mixers"])
+        model = family_name(m["name"] for m in config["model"]["mixers"])
         for record in run.metrics():
             row = {
                 "run_id": run.path.name,
@@ -368,7 +410,8 @@ def load_curves(sweep_dir: str | Path) -> pd.DataFrame:
                 "family": mixer_family(model),
                 "finished": run.is_finished(),
             }
-            row.update({k: v for k, v in record.items() if k != "slices"})
+            row.update({k: v for k, v in record.items() if k not in ("slices", "validation")})
+            row.update({f"validation.{k}": v for k, v in record.get("validation", {}).items()})
             row.update({f"valid_acc.{k}": v for k, v in record.get("slices", {}).items()})
             rows.append(row)
     if not rows:
@@ -376,10 +419,14 @@ def load_curves(sweep_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run_table(df: pd.DataFrame, metric: Metric = "last", slices: list[str] | None = None) -> pd.DataFrame:
-    """A compact per-run table: family, model, lr, size, accuracy, epochs, time; sorted for reading."""
+def run_table(df: pd.DataFrame, slices: list[str] | None = None) -> pd.DataFrame:
+    """A compact per-run table, sorted for reading: family, model, lr, size; `acc_last` and
+    `acc_best`, the accuracies the figures use (the unweighted mean of the chosen test slices at the
+    last and the best epoch); epochs (and whether early stopping ended the run), seconds, threads."""
     runs = annotate_models(df)
-    runs["accuracy"] = accuracy(runs, metric, slices)
+    runs["acc_last"] = accuracy(runs, "last", slices).round(4)
+    runs["acc_best"] = accuracy(runs, "best", slices).round(4)
+    runs["time_s"] = runs["wall_time"].astype(float).round(1)
     columns = {
         FAMILY: FAMILY,
         "model_label": "model",
@@ -387,13 +434,14 @@ def run_table(df: pd.DataFrame, metric: Metric = "last", slices: list[str] | Non
         "config.seed": "seed",
         "params": "params",
         "state_size": "state",
-        "accuracy": f"acc ({metric})",
         "acc_last": "acc_last",
         "acc_best": "acc_best",
         "best_epoch": "best_epoch",
         "epochs": "epochs",
-        "wall_time": "time_s",
+        "stopped_early": "stopped_early",
+        "time_s": "time_s",
+        "threads": "threads",
         "name": "name",
     }
-    table = runs[list(columns)].rename(columns=columns)
+    table = runs[[c for c in columns if c in runs]].rename(columns=columns)
     return table.sort_values([FAMILY, "state", "lr", "seed"], kind="stable").reset_index(drop=True)

@@ -1,17 +1,28 @@
 """Figures from results frames. Each function returns a matplotlib Figure built without pyplot
-(nothing global is touched, nothing is shown); save it with `fig.savefig(path)`."""
+(nothing global is touched, nothing is shown), laid out for reading at its own dpi; save it with
+`save(fig, path)`, or let `write_frontier` load a sweep and save its frontier.
+
+Every figure draws a family in its fixed style (zoology.analysis.palette) and keeps its text apart
+(zoology.analysis.layout): point labels where they fit, else numbered with a key; no tick labels
+that touch; the legend outside the data.
+"""
 
 from __future__ import annotations
 
-import itertools
 import math
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.transforms import offset_copy
 
+from zoology import results
 from zoology.analysis.data import (
     FAMILY,
     Axis,
@@ -23,16 +34,45 @@ from zoology.analysis.data import (
     resolve_axis,
     slice_matrix,
 )
+from zoology.analysis.layout import (
+    PointLabel,
+    add_key,
+    compact_log_axis,
+    freeze_layout,
+    place_labels,
+    text_color,
+    thin_tick_labels,
+)
+from zoology.analysis.palette import Style, family_styles, shades
 
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
-COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
+DPI = 150
+"""Every figure is laid out and saved at this resolution."""
+FONT = {"label": 8.0, "tick": 9.0, "axis": 10.0}
 
 
-def family_styles(families) -> dict[str, dict]:
-    """A fixed colour and marker per family (sorted by name, so every figure of a sweep agrees)."""
-    names = sorted(set(families))
-    styles = zip(itertools.cycle(COLORS), itertools.cycle(MARKERS))
-    return {name: {"color": c, "marker": m} for name, (c, m) in zip(names, styles)}
+def new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig: Figure, path) -> None:
+    """Write the figure (to a path or binary file) at its own dpi, its bounding box grown to hold
+    every label and key."""
+    fig.savefig(path, dpi=fig.dpi, bbox_inches="tight", pad_inches=0.08, format="png")
+
+
+def format_lr(lr: float) -> str:
+    """0.003 -> '3e-3', 0.00316 -> '3.16e-3'."""
+    mantissa, exponent = f"{lr:.2e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
+def family_handles(styles: dict[str, Style]) -> list[Line2D]:
+    return [
+        Line2D([], [], color=s.color, ls=s.linestyle, lw=1.6, markersize=6, label=family, **s.marker_kwargs())
+        for family, s in styles.items()
+    ]
 
 
 def plot_frontier(
@@ -47,62 +87,113 @@ def plot_frontier(
     title: str | None = None,
 ) -> Figure:
     """Accuracy against recurrent state (or throughput): each model at its best lr, one colour and
-    marker per family, each family's Pareto front as a line, faded markers for dominated models."""
+    marker per family, each family's Pareto front as a line, faded markers for dominated models.
+    Labels name what varies between a family's models, and the lr where the points' lrs differ."""
     axis = resolve_axis(x, unit)
     points = frontier_points(df, axis, metric, slices, family_column, facet)
     panels = sorted(points[facet].unique(), key=lambda v: natural_key(str(v))) if facet else [None]
     n = len(panels)
     ncols = min(n, 3)
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(6.4 * ncols, 4.6 * nrows), layout="constrained")
+    fig = new_figure(5.8 * ncols + 2.4, 4.6 * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
     styles = family_styles(points[FAMILY])
+    lrs = points["lr"].dropna().unique()
+    one_lr = len(lrs) == 1
     for ax, panel in zip(axes, panels):
         subset = points if panel is None else points[points[facet] == panel]
-        draw_frontier(ax, subset, axis, styles, labels)
-        ax.set_xlabel(axis_label(axis, df))
-        ax.set_ylabel(accuracy_label(df, metric, slices))
+        draw_frontier(ax, subset, axis, styles)
+        ax.set_xlabel(axis_label(axis, df), fontsize=FONT["axis"])
+        ax.set_ylabel(accuracy_label(df, metric, slices), fontsize=FONT["axis"])
+        ax.tick_params(labelsize=FONT["tick"])
+        if axis.log:
+            compact_log_axis(ax.xaxis)
         if panel is not None:
-            ax.set_title(f"{facet} = {panel}")
+            ax.set_title(f"{facet} = {panel}", fontsize=FONT["axis"])
     for ax in axes[n:]:
         ax.set_visible(False)
-    handles, names = axes[0].get_legend_handles_labels()
-    axes[0].legend(handles, names, title="best lr per model; line: Pareto front", fontsize=8, title_fontsize=8)
+    where = f"lr {format_lr(lrs[0])} for every point" if one_lr else "lr in the labels"
+    legend = fig.legend(
+        handles=family_handles(styles),
+        loc="outside right upper",
+        title=f"each model at its best lr\n({where})\nline: Pareto front\nfaded: dominated",
+        fontsize=FONT["label"],
+        title_fontsize=FONT["label"],
+        frameon=False,
+        alignment="left",
+    )
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=FONT["axis"] + 1)
+    renderer = freeze_layout(fig)
+    key: list[tuple[int, PointLabel]] = []
+    for ax, panel in zip(axes, panels):
+        thin_tick_labels(ax, renderer)
+        if not labels:
+            continue
+        subset = points if panel is None else points[points[facet] == panel]
+        texts = [
+            PointLabel(p["x"], p["accuracy"], point_text(p, one_lr), styles[p[FAMILY]].color)
+            for _, p in subset.iterrows()
+        ]
+        key += place_labels(ax, renderer, texts, first_number=len(key) + 1, fontsize=FONT["label"])
+    add_key(fig, renderer, legend, key, fontsize=FONT["label"])
     return fig
 
 
-def draw_frontier(ax: Axes, points: pd.DataFrame, axis: Axis, styles: dict[str, dict], labels: bool = True) -> None:
+def point_text(point: pd.Series, one_lr: bool) -> str:
+    lr = "" if one_lr or pd.isna(point["lr"]) else f"lr={format_lr(point['lr'])}"
+    return " ".join(t for t in (point["model_label"], lr) if t)
+
+
+def draw_frontier(ax: Axes, points: pd.DataFrame, axis: Axis, styles: dict[str, Style]) -> None:
     for family, group in points.groupby(FAMILY, sort=True):
         style = styles[family]
+        marker = style.marker_kwargs()
         front = group[group["pareto"]].sort_values("x")
-        ax.plot(front["x"], front["accuracy"], "-", color=style["color"], marker=style["marker"], label=family, lw=1.6)
+        ax.plot(front["x"], front["accuracy"], ls=style.linestyle, color=style.color, label=family, lw=1.6, **marker)
         dominated = group[~group["pareto"]]
-        ax.plot(
-            dominated["x"], dominated["accuracy"], ls="none", color=style["color"], marker=style["marker"], alpha=0.35
-        )
+        ax.plot(dominated["x"], dominated["accuracy"], ls="none", color=style.color, alpha=0.35, **marker)
         spread = group[group["n_seeds"] > 1]
         if len(spread):
-            ax.errorbar(spread["x"], spread["accuracy"], yerr=spread["accuracy_std"], fmt="none", ecolor=style["color"])
-        if labels:
-            for _, p in group.iterrows():
-                text = p["model_label"] or family
-                high = p["accuracy"] > 0.9
-                ax.annotate(
-                    text,
-                    (p["x"], p["accuracy"]),
-                    textcoords="offset points",
-                    xytext=(5, -5 if high else 4),
-                    va="top" if high else "bottom",
-                    fontsize=7,
-                )
+            ax.errorbar(spread["x"], spread["accuracy"], yerr=spread["accuracy_std"], fmt="none", ecolor=style.color)
     if axis.log:
         ax.set_xscale("log")
-    ax.margins(x=0.12 if labels else 0.05)
+    ax.margins(x=0.08)
     ax.set_ylim(-0.02, 1.02)
     ax.grid(True, which="major", alpha=0.3)
     ax.grid(True, which="minor", alpha=0.1)
+
+
+def draw_heatmap(
+    ax: Axes,
+    values: np.ndarray,
+    rows: list[str],
+    columns: list[str],
+    row_styles: list[Style] | None = None,
+    annotate: bool = True,
+):
+    """Accuracies in [0, 1] as a viridis grid (grey: missing), each cell written when `annotate`;
+    with `row_styles`, each row label in its family's colour beside its marker, and a white rule
+    between rows of different families. Returns the image (for a colour bar)."""
+    cmap = colormaps["viridis"].with_extremes(bad="#d9d9d9")
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(columns)), columns, fontsize=FONT["label"])
+    ax.set_yticks(range(len(rows)), rows, fontsize=FONT["label"])
+    ax.tick_params(length=0)
+    if annotate:
+        for (i, j), v in np.ndenumerate(values):
+            if not np.isnan(v):
+                color = "white" if v < 0.6 else "black"
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=FONT["label"] - 1, color=color)
+    if row_styles is not None:
+        ax.tick_params(axis="y", pad=14)
+        beside = offset_copy(ax.get_yaxis_transform(), fig=ax.figure, x=-7, units="points")
+        for i, (label, style) in enumerate(zip(ax.get_yticklabels(), row_styles)):
+            label.set_color(text_color(style.color))
+            ax.plot([0], [i], transform=beside, clip_on=False, ls="none", markersize=6, **style.marker_kwargs())
+            if i and row_styles[i - 1] != style:
+                ax.axhline(i - 0.5, color="white", lw=2.5)
+    return image
 
 
 def plot_slices(
@@ -115,58 +206,104 @@ def plot_slices(
     """Heatmap of accuracy per model (rows, at its best lr) and test slice (columns, by length then
     number of key-value pairs): where recall breaks. Grey: a slice the model was not tested on."""
     matrix = slice_matrix(df, metric, slices, family_column)
+    points = frontier_points(df, "state", metric, slices, family_column)
+    styles = family_styles(points[FAMILY])
+    one_lr = points["lr"].nunique(dropna=True) <= 1
+    rows = [f"{p[FAMILY]} {point_text(p, one_lr)}".strip() for _, p in points.iterrows()]
     values = matrix.to_numpy(dtype=float)
-    rows, cols = values.shape
-    fig = Figure(figsize=(max(4.5, 1.2 + 0.75 * cols), max(2.5, 1.2 + 0.38 * rows)), layout="constrained")
+    n_rows, n_cols = values.shape
+    label_width = 0.065 * max(map(len, rows))  # inches of 8 pt text
+    fig = new_figure(label_width + 1.6 + 0.62 * n_cols, max(2.5, 1.3 + 0.3 * n_rows))
     ax = fig.add_subplot()
-    cmap = colormaps["viridis"].with_extremes(bad="#d9d9d9")
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
     tasks = {name.split("-", 1)[0] for name in matrix.columns}
     prefix = f"{tasks.pop()}-" if len(tasks) == 1 else ""
-    ax.set_xticks(range(cols), [name.removeprefix(prefix).replace("-", "\n") for name in matrix.columns], fontsize=8)
-    ax.set_yticks(range(rows), matrix.index, fontsize=8)
+    columns = [name.removeprefix(prefix).replace("-", "\n") for name in matrix.columns]
+    row_styles = [styles[f] for f in points[FAMILY]]
+    image = draw_heatmap(ax, values, rows, columns, row_styles, annotate=n_rows * n_cols <= 400)
     task = f" ({prefix.rstrip('-')})" if prefix else ""
-    ax.set_xlabel(f"test slice{task}\nL: sequence length, N: key-value pairs")
-    if rows * cols <= 400:
-        for (i, j), v in np.ndenumerate(values):
-            if not np.isnan(v):
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
-    fig.colorbar(image, ax=ax, label=f"accuracy ({metric} epoch)", shrink=0.9)
+    ax.set_xlabel(f"test slice{task}\nL: sequence length, N: key-value pairs", fontsize=FONT["axis"])
+    lr_note = f"; lr {format_lr(points['lr'].iloc[0])}" if one_lr and points["lr"].notna().any() else ""
+    fig.colorbar(image, ax=ax, label=f"accuracy ({metric} epoch, best lr per model{lr_note})", shrink=0.9)
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=FONT["axis"] + 1)
     return fig
 
 
 def plot_curves(curves: pd.DataFrame, runs: list[str] | None = None, title: str | None = None) -> Figure:
     """Training curves from `load_curves`: train (solid) and validation (dashed) loss, and
-    validation accuracy, per epoch; one colour per run. `runs` picks run ids or names."""
+    validation accuracy, per epoch; each run in a shade of its family's colour, with its marker.
+    `runs` picks run ids or names."""
     if runs is not None:
         curves = curves[curves["run_id"].isin(runs) | curves["name"].isin(runs)]
         if curves.empty:
             raise ValueError(f"runs={runs!r}: none of these run ids or names has logged an epoch")
-    fig = Figure(figsize=(11, 4), layout="constrained")
+    fig = new_figure(11, 4.2)
     loss_ax, acc_ax = fig.subplots(1, 2)
-    colors = itertools.cycle(COLORS)
     curves = curves.sort_values(["family", "name", "epoch"], kind="stable")
+    styles = family_styles(curves["family"])
     ids_per_name = curves.groupby("name")["run_id"].nunique()
-    for (run_id, name), run in curves.groupby(["run_id", "name"], sort=False):
-        color = next(colors)
-        if ids_per_name[name] > 1:
-            name = f"{name} ({run_id})"
-        run = run.sort_values("epoch")
-        epoch = run["epoch"] + 1
-        loss_ax.plot(epoch, run["train_loss"], "-", color=color, label=name)
-        loss_ax.plot(epoch, run["valid_loss"], "--", color=color)
-        acc_ax.plot(epoch, run["valid_acc"], "-", color=color, marker=".", label=name)
-    loss_ax.set_xlabel("epoch")
-    loss_ax.set_ylabel("loss (solid: train, dashed: validation)")
-    acc_ax.set_xlabel("epoch")
-    acc_ax.set_ylabel("validation accuracy (all test slices)")
+    for family, of_family in curves.groupby("family", sort=True):
+        style = styles[family]
+        runs_of_family = list(of_family.groupby(["run_id", "name"], sort=False))
+        for color, ((run_id, name), run) in zip(shades(style.color, len(runs_of_family)), runs_of_family):
+            if ids_per_name[name] > 1:
+                name = f"{name} ({run_id})"
+            run = run.sort_values("epoch")
+            epoch = run["epoch"] + 1
+            every = max(1, len(run) // 12)
+            loss_ax.plot(epoch, run["train_loss"], "-", color=color, label=name)
+            loss_ax.plot(epoch, run["valid_loss"], "--", color=color)
+            acc_ax.plot(epoch, run["valid_acc"], "-", color=color, label=name, marker=style.marker, markevery=every)
+    loss_ax.set_xlabel("epoch", fontsize=FONT["axis"])
+    loss_ax.set_ylabel("loss (solid: train, dashed: validation)", fontsize=FONT["axis"])
+    acc_ax.set_xlabel("epoch", fontsize=FONT["axis"])
+    acc_ax.set_ylabel("validation accuracy (all test slices)", fontsize=FONT["axis"])
     acc_ax.set_ylim(-0.02, 1.02)
     for ax in (loss_ax, acc_ax):
         ax.grid(True, alpha=0.3)
+        ax.tick_params(labelsize=FONT["tick"])
         ax.xaxis.get_major_locator().set_params(integer=True)
-    acc_ax.legend(fontsize=7, loc="best")
+    handles, names = acc_ax.get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside right upper", fontsize=FONT["label"], frameon=False)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=FONT["axis"] + 1)
+    renderer = freeze_layout(fig)
+    for ax in (loss_ax, acc_ax):
+        thin_tick_labels(ax, renderer)
+    return fig
+
+
+def write_frontier(sweep_dir: str | Path, path: str | Path | None = None) -> Path:
+    """Save the state frontier of a sweep (last-epoch accuracy, all test slices) as a PNG, by default
+    <sweep_dir>/frontier.png; returns its path."""
+    sweep_dir = Path(sweep_dir)
+    path = Path(path) if path else sweep_dir / "frontier.png"
+    save(plot_frontier(results.load(sweep_dir), title=sweep_dir.name), path)
+    return path
+
+
+def plot_task_scores(scores: pd.DataFrame, title: str | None = None, label: str = "score") -> Figure:
+    """Heat map of a `task_scores` table: families (rows) × tasks and their mean (columns), each cell
+    its score written in a colour that contrasts with the cell; grey: a task the family did not run."""
+    values = scores.to_numpy(dtype=float)
+    rows, cols = values.shape
+    fig = Figure(figsize=(max(6.0, 1.6 + 1.25 * cols), max(2.6, 1.4 + 0.5 * rows)), layout="constrained")
+    ax = fig.add_subplot()
+    cmap = colormaps["viridis"].with_extremes(bad="#d9d9d9")
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(
+        range(cols),
+        [textwrap.fill(str(c).replace("_", " "), 11, break_long_words=False) for c in scores.columns],
+        fontsize=10,
+    )
+    ax.set_yticks(range(rows), scores.index, fontsize=10)
+    if "mean" in scores.columns:
+        ax.axvline(list(scores.columns).index("mean") - 0.5, color="white", lw=3)
+    for (i, j), v in np.ndenumerate(values):
+        if not np.isnan(v):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=11, color="white" if v < 0.6 else "black")
+    fig.colorbar(image, ax=ax, label=label, shrink=0.9)
+    ax.set_xlabel("task: mean over its settings of the best\nover learning rate and weight decay", fontsize=10)
+    if title:
+        ax.set_title(title)
     return fig
