@@ -28,4 +28,9 @@ and a family with one implementation is a module:
   feature_maps.py     every feature map φ and the kernel φ(q)·φ(k) it stands for
   autocast.py         `autocast_off`, for ops that compute in the dtype they are given
   triton_support.py   optional triton: kernels import (and are never launched) where it is missing
+
+The families a mixer's `token_weights` reads also give their causal token-to-token matrix W (y = W·v):
+`linear_attention.quadratic_weights` / `weights_on_features`, `poly_attention.taylor_weights`,
+`selective_scan.scan_weights`, `dplr.token_weights`, `long_conv.causal_toeplitz` and
+`additive_pooling.pooling_weights`.
 """

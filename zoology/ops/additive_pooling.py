@@ -6,7 +6,8 @@ W(t) = {max(0, t−w+1) … t} for a window of w tokens (the token itself and th
 when global. Every exponent is taken relative to a maximum that cancels in the ratio and is itself causal
 (the window's maximum, or the running maximum of the prefix), so no exp overflows or underflows to 0/0 at
 any length, and output t depends on tokens ≤ t only, bit for bit. Windows are summed directly over bands
-of keys, never as a difference of two long cumulative sums. Both run in the dtype given, autocast off.
+of keys, never as a difference of two long cumulative sums. `pooling_weights` is the same pooling as an
+l×l matrix (what a query's pooled vector draws on). All run in the dtype given, autocast off.
 """
 
 from __future__ import annotations
@@ -88,3 +89,15 @@ def pool_window(u: torch.Tensor, scores: torch.Tensor, window: int, chunk_size: 
     weights = exponents.exp()
     g = (weights @ band_u) / weights.sum(-1, keepdim=True)
     return g.reshape(b, h, n * c, d_h)[:, :, :seq_len]
+
+
+@autocast_off
+def pooling_weights(scores: torch.Tensor, window: int | None) -> torch.Tensor:
+    """The pooling as a matrix, g = P·u: P_tj = α_j / Σ_{i∈W(t)} α_i for j ∈ W(t), else 0, with exponents
+    relative to each row's maximum; scores (b, H, l) -> P (b, H, l, l). window None: W(t) = 0 … t."""
+    seq_len = scores.shape[-1]
+    query = torch.arange(seq_len, device=scores.device)[:, None]
+    key = torch.arange(seq_len, device=scores.device)[None, :]
+    seen = (key <= query) if window is None else (key <= query) & (key > query - window)
+    exponents = scores[..., None, :].expand(*scores.shape[:-1], seq_len, seq_len).masked_fill(~seen, -math.inf)
+    return exponents.softmax(dim=-1)

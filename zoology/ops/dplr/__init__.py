@@ -8,12 +8,14 @@ delta rule S_t = α_t (I − β_t k_t k_tᵀ) S_{t−1} + β_t k_t v_tᵀ is a =
 Tensors are [batch, T, heads, dim], as fla-core's.
 
 naive.py is the step and the plain loop over positions (the reference), chunked.py the chunked PyTorch form,
-fla.py the adapters to fla-core's Triton ops (the `fla` extra; imported only when a CUDA fast path runs).
+weights.py the token-to-token weights W with o = W·v (the transitions do not depend on v), fla.py the adapters
+to fla-core's Triton ops (the `fla` extra; imported only when a CUDA fast path runs).
 """
 
 from __future__ import annotations
 
 from zoology.ops.dplr.chunked import chunked_dplr
 from zoology.ops.dplr.naive import dplr_step, reference_dplr
+from zoology.ops.dplr.weights import token_weights
 
-__all__ = ["chunked_dplr", "dplr_step", "reference_dplr"]
+__all__ = ["chunked_dplr", "dplr_step", "reference_dplr", "token_weights"]

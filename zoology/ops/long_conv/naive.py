@@ -23,3 +23,12 @@ def causal_conv_last(history: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     with h (channels, ≥ t + 1) -> (batch, channels)."""
     t = history.shape[-1]
     return (history * h[:, :t].flip(-1)).sum(-1)
+
+
+def causal_toeplitz(h: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """The convolution as a matrix per channel, T[c, t, s] = h[c, t − s] for s ≤ t (0 above the diagonal and for
+    lags past h's end), so that Σ_s T[c, t, s] u[..., c, s] is the causal convolution: h (channels, taps) ->
+    T (channels, seq_len, seq_len) in h's dtype."""
+    lags = torch.arange(seq_len, device=h.device)[:, None] - torch.arange(seq_len, device=h.device)[None, :]
+    taps = torch.nn.functional.pad(h[:, :seq_len], (0, max(0, seq_len - h.shape[-1])))
+    return taps[:, lags.clamp_min(0)].masked_fill(lags < 0, 0.0)

@@ -38,10 +38,22 @@ def reference_poly_attention(
         return (kern @ v) / (den + offset)[..., None], den
 
 
+def causal_taylor_kernel(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """K_tj = 1 + s + s²/2 with s = q_t·k_j/√f for j ≤ t, else 0, in the dtype given: q, k (…, l, f) -> (…, l, l)."""
+    l, f = q.shape[-2], q.shape[-1]
+    causal = torch.ones(l, l, dtype=torch.bool, device=q.device).tril()
+    return taylor_kernel(q @ k.transpose(-1, -2) / math.sqrt(f)).masked_fill(~causal, 0.0)
+
+
 def quadratic_taylor_terms(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Σ_{j≤t} K(q_t, k_j) v_j and Σ_{j≤t} K(q_t, k_j) with K = 1 + s + s²/2, s = q·k/√f, over the
     last-but-one axis, in the dtype given: q, k (…, l, f), v (…, l, d_h) -> (…, l, d_h), (…, l)."""
-    l, f = q.shape[-2], q.shape[-1]
-    causal = torch.ones(l, l, dtype=torch.bool, device=q.device).tril()
-    weights = taylor_kernel(q @ k.transpose(-1, -2) / math.sqrt(f)).masked_fill(~causal, 0.0)
+    weights = causal_taylor_kernel(q, k)
     return weights @ v, weights.sum(-1)
+
+
+def taylor_weights(q: torch.Tensor, k: torch.Tensor, eps: float) -> torch.Tensor:
+    """W_tj = K_tj / (Σ_{i≤t} K_ti + ε) (`causal_taylor_kernel`), so that Based's normalised output is W·v, in the
+    dtype given: q, k (…, l, f) -> (…, l, l)."""
+    weights = causal_taylor_kernel(q, k)
+    return weights / (weights.sum(-1, keepdim=True) + eps)

@@ -1,7 +1,8 @@
 """The selective scan of Mamba: h_t = exp(δ_t A) ⊙ h_{t−1} + δ_t B_t x_t (h_{−1} = 0), y_t = C_t·h_t.
 
 naive.py is the plain loop over positions (the reference), chunked.py the chunked PyTorch scan with its own
-backward, triton.py the fused Triton kernels; `selective_scan` picks one (`backend`).
+backward, triton.py the fused Triton kernels; `selective_scan` picks one (`backend`). weights.py materialises
+the scan as one causal matrix per channel (y = W·x, for reading which positions an output drew on).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import torch
 from zoology.ops.selective_scan.chunked import chunked_scan
 from zoology.ops.selective_scan.naive import reference_scan
 from zoology.ops.selective_scan.triton import triton_available, triton_config, triton_scan
+from zoology.ops.selective_scan.weights import scan_weights
 
-__all__ = ["SCAN_BACKENDS", "reference_scan", "selective_scan", "triton_available"]
+__all__ = ["SCAN_BACKENDS", "reference_scan", "scan_weights", "selective_scan", "triton_available"]
 
 SCAN_BACKENDS = ("auto", "torch", "triton")
 
