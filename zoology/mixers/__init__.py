@@ -19,6 +19,13 @@ must not decay set `p._no_weight_decay = True`. A mixer that accepts sequences o
 takes it as the kwarg `max_seq_len` and raises `SequenceTooLong` (a ValueError) beyond it; configs
 check their data against it (`max_seq_len(name, kwargs)`).
 
+Optionally, `token_weights(x) -> W` (batch, heads, seq, seq), computed without gradient from the
+parallel form in float32 (float64 for float64 inputs), autocast off: the causal token-to-token
+weights with y_t = Σ_{s≤t} W[:, h, t, s] v_s for each head h (the docstring says which v and y,
+and what "head" is: a head, or a channel). `python -m zoology.explain` and
+`zoology.analysis.retrieval_mass` read them. A mixer whose tokens do not mix that way raises
+`NoTokenWeights`, saying what mixes them instead.
+
 `zoology.mixers.conformance` checks all of this; tests/test_mixer_conformance.py runs it on every
 registered mixer and on any mixer named in ZOOLOGY_MIXERS or `pytest --mixer`.
 
@@ -29,8 +36,10 @@ adds constructor kwargs after colons: `sliding_window:window_size=16:num_heads=2
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -61,6 +70,26 @@ RESERVED_KWARGS = ("d_model", "layer_idx")
 
 class SequenceTooLong(ValueError):
     """A sequence (or a step past the position) longer than a mixer's `max_seq_len`."""
+
+
+class NoTokenWeights(NotImplementedError):
+    """`token_weights` of a mixer whose output is not y = W·v with token-to-token weights; the message says
+    what mixes its tokens instead."""
+
+
+WeightsMethod = Callable[[Any, torch.Tensor], torch.Tensor]
+
+
+def token_weights_method(method: WeightsMethod) -> WeightsMethod:
+    """For a mixer's `token_weights(self, x)`: run it without gradient, autocast off, on x in float32 (float64
+    stays float64)."""
+
+    @functools.wraps(method)
+    def wrapped(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+            return method(self, x.to(torch.promote_types(x.dtype, torch.float32)))
+
+    return wrapped
 
 
 def names() -> list[str]:

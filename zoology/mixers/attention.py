@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from zoology.mixers import token_weights_method
 
 
 class Attention(nn.Module):
@@ -59,6 +63,19 @@ class Attention(nn.Module):
         if self.window_size is None:
             return cache
         return cache[:, :, max(0, cache.shape[2] - (self.window_size - room)) :]
+
+    @token_weights_method
+    def token_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """W = softmax(q kᵀ / √d_h) over the keys a query sees (every earlier one, or the window): (batch, H, seq,
+        seq), with y = W·v per head for v the value projection (the v of W_qkv x) and y the heads' output before
+        W_o (attention dropout is not applied)."""
+        q, k, _ = self._qkv(x)
+        position = torch.arange(x.shape[1], device=x.device)
+        seen = position[None, :] <= position[:, None]
+        if self.window_size is not None:
+            seen &= position[None, :] > position[:, None] - self.window_size
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
+        return scores.masked_fill(~seen, -math.inf).softmax(dim=-1)
 
     def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         q, k, v = self._qkv(x)

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoology.mixers import NoTokenWeights
+
 
 class BaseConv(nn.Module):
     """y = conv_k(u) ⊙ (W u + b) + u, conv_k causal depthwise over time with bias.
@@ -25,6 +27,16 @@ class BaseConv(nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         conv = self.conv(u.transpose(1, 2))[..., : u.shape[1]].transpose(1, 2)
         return conv * self.projection(u) + u
+
+    def token_weights(self, u: torch.Tensor) -> torch.Tensor:
+        """None to read: raises NoTokenWeights. The layer mixes tokens only through its k convolution taps
+        (`conv.weight`, (d_model, 1, k): one weight per channel and lag 0 … k − 1, the same at every position),
+        gated by a linear map of each token."""
+        raise NoTokenWeights(
+            f"base_conv (layer {self.layer_idx}) has no token-to-token weights: it mixes each token with the "
+            f"{self.kernel_size - 1} before it through its {self.kernel_size} convolution taps (conv.weight, one per "
+            "channel and lag, the same at every position); look at the taps, or at a layer with weights"
+        )
 
     def prefill(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         history = F.pad(u.transpose(1, 2), (self.kernel_size - 1, 0))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from zoology.mixers import token_weights_method
 from zoology.mixers.hyena_filter import HyenaFilter
-from zoology.ops.long_conv import causal_conv_last, fft_causal_conv
+from zoology.ops.long_conv import causal_conv_last, causal_toeplitz, fft_causal_conv
 
 
 class LongBaseConv(nn.Module):
@@ -31,6 +32,17 @@ class LongBaseConv(nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         conv = fft_causal_conv(u.transpose(1, 2), self.filter(u.shape[1])).transpose(1, 2) + self.conv_bias
         return (conv * self.projection(u)).to(u.dtype) + u
+
+    @token_weights_method
+    def token_weights(self, u: torch.Tensor) -> torch.Tensor:
+        """The gated long convolution as a matrix, one "head" per channel c (batch, d_model, seq, seq):
+        W[c, t, s] = (W u_t + b)_c · h_c[t − s] for s ≤ t, plus 1 at s = t (the residual), so that the output is
+        W·v + c ⊙ (W u + b) per channel for v = u, the layer input: everything but the gated conv bias c, which
+        draws on no earlier token."""
+        seq = u.shape[1]
+        weights = self.projection(u).transpose(1, 2)[..., None] * causal_toeplitz(self.filter(seq), seq)
+        weights.diagonal(dim1=-2, dim2=-1).add_(1.0)
+        return weights
 
     def prefill(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         acc = torch.promote_types(u.dtype, torch.float32)

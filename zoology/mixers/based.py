@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from zoology.mixers import state_numel
+from zoology.mixers import state_numel, token_weights_method
 from zoology.ops import linear_attention, poly_attention
 from zoology.ops.feature_maps import TaylorFeatureMap
 
@@ -103,6 +103,13 @@ class Based(nn.Module):
         else:
             num, den = poly_attention.chunked_taylor_terms(q, k, v, self.feature_map, self.chunk_size)
         return num / (den[..., None] + self.eps)
+
+    @token_weights_method
+    def token_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """W_tj = K(q_t, k_j) / (Σ_{i≤t} K(q_t, k_i) + ε) for j ≤ t, K = 1 + s + s²/2 = φ(q)·φ(k) with s = q·k/√f
+        (batch, H, seq, seq): y = W·v per head for v = W_v x and y the normalised attention before W_o."""
+        q, k, _ = self._qkv(x)
+        return poly_attention.taylor_weights(q, k, self.eps)
 
     def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         q, k, v = self._qkv(x)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoology.mixers import state_numel
+from zoology.mixers import state_numel, token_weights_method
 from zoology.ops import dplr, fla_support
 from zoology.ops.causal_conv import causal_depthwise_conv, conv_step, conv_window
 from zoology.ops.dplr import fla
@@ -119,6 +119,16 @@ class DeltaNet(nn.Module):
         if not final_state:
             return y, None
         return y, {"conv": conv_window(qkv_in, self.conv_size - 1).to(S.dtype), "S": S}
+
+    @token_weights_method
+    def token_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The delta rule materialised per head (batch, H, seq, seq): W[t, s] = K^{−1/2} q_tᵀ (Π_{s<r≤t} α_r (I −
+        β_r k_r k_rᵀ)) β_s k_s for s ≤ t (α = 1 without a decay), so that y = W·v per head for v the value part of
+        SiLU(conv(W_qkv x)) and y = o, before the RMSNorm and W_o. From `dplr.token_weights`: the chunked WY form
+        run on one-hot values (the transitions do not depend on v)."""
+        qkv = causal_depthwise_conv(self.qkv_proj(x).transpose(0, 1), self.conv_weight, self.conv_bias)
+        q, k_beta, _, g, a, b = self._recurrence(*self._heads(qkv.transpose(0, 1), x))
+        return dplr.token_weights(q, k_beta, g, a, b, self.head_k**-0.5, self.chunk_size)
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
         acc = torch.promote_types(dtype or self.qkv_proj.weight.dtype, torch.float32)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoology.mixers import state_numel
+from zoology.mixers import state_numel, token_weights_method
 from zoology.ops import dplr, fla_support
 from zoology.ops.dplr import fla
 from zoology.ops.norms import rms_norm
@@ -100,6 +100,15 @@ class GLA(nn.Module):
                 q.to(gk.dtype), k.to(gk.dtype), v.to(gk.dtype), gk, None, None, scale, self.chunk_size
             )
         return self._output(o, x), ({"S": S} if final_state else None)
+
+    @token_weights_method
+    def token_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The gated kernel per head (batch, H, seq, seq): W[t, s] = K^{−1/2} Σ_j q_tj k_sj e^{Σ_{s<r≤t} gk_rj} for
+        s ≤ t, so that y = W·v per head for v = W_v x and y = o, before the RMSNorm, the swish gate and W_o.
+        From `dplr.token_weights` (the chunked form)."""
+        q, k, _, gk = self._heads(x)
+        q, k = q.to(gk.dtype), k.to(gk.dtype)
+        return dplr.token_weights(q, k, gk, scale=self.head_k**-0.5, chunk_size=self.chunk_size)
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
         acc = torch.promote_types(dtype or self.q_proj.weight.dtype, torch.float32)

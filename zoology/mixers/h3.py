@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoology.mixers import token_weights_method
 from zoology.ops import diagonal_ssm
-from zoology.ops.long_conv import fft_causal_conv
+from zoology.ops.long_conv import causal_toeplitz, fft_causal_conv
 
 
 def _outer(k: torch.Tensor, v: torch.Tensor, head_dim: int) -> torch.Tensor:
@@ -94,6 +95,25 @@ class H3(nn.Module):
             s = fft_causal_conv(kv, kernel) + self.skip[:, None] * kv
             y = _read(q.to(acc), s, self.head_dim)
         return self.out_proj(y.transpose(1, 2).to(x.dtype)), k, kv, log_decay, B_bar
+
+    @token_weights_method
+    def token_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer as a matrix, one "head" per value channel c = (head h, j) (batch, d_model, seq, seq):
+        W[c, t, s] = Σ_i q_t[h, i] k'_s[h, i] (K_hij[t − s] + D_hij [s = t]) for s ≤ t, K_hij the diagonal SSM's
+        kernel of channel (h, i, j) and k' the shifted keys, so that y = W·v per channel for v = W_v x + b and
+        y = q_hᵀ S_h, before W_o."""
+        seq = x.shape[1]
+        q, k, _ = (t.transpose(1, 2) for t in self.qkv_proj(x).chunk(3, dim=-1))
+        shifted = fft_causal_conv(k, self._shift_kernel()).unflatten(1, (-1, self.head_dim))
+        q = q.unflatten(1, (-1, self.head_dim))
+        log_decay, B_bar, C = self._ssm()
+        taps = causal_toeplitz(diagonal_ssm.ssm_kernel(log_decay, C * B_bar, seq), seq)
+        taps.diagonal(dim1=-2, dim2=-1).add_(self.skip[:, None])
+        taps = taps.view(-1, self.head_dim, self.head_dim, seq, seq)  # (heads, i, j, t, s)
+        weights = x.new_zeros(x.shape[0], q.shape[1], self.head_dim, seq, seq)
+        for i in range(self.head_dim):
+            weights += (q[:, :, i, :, None] * shifted[:, :, i, None, :])[:, :, None] * taps[:, i]
+        return weights.flatten(1, 2)
 
     def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         y, k, kv, log_decay, B_bar = self._mix(x)

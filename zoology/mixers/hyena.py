@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoology.mixers import token_weights_method
 from zoology.mixers.hyena_filter import HyenaFilter
-from zoology.ops.long_conv import causal_conv_last, fft_causal_conv
+from zoology.ops.long_conv import causal_conv_last, causal_toeplitz, fft_causal_conv
 
 
 class Hyena(nn.Module):
@@ -51,6 +52,17 @@ class Hyena(nn.Module):
         u = v * x1
         y = fft_causal_conv(u, self.filter(seq)) + self.bias[:, None] * u
         return self.out_proj((x0 * y).transpose(1, 2).to(x.dtype)), z, u
+
+    @token_weights_method
+    def token_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The gated long convolution as a matrix, one "head" per channel c (batch, d_model, seq, seq):
+        W[c, t, s] = x0_t[c] · (h_c[t − s] + b_c [s = t]) for s ≤ t, so that y = W·v per channel for v = u = v ⊙ x1
+        (after the short convolution) and y = x0 ⊙ (h ∗ u + b ⊙ u), before W_out."""
+        seq = x.shape[1]
+        x0, _, _ = self.short_conv(self.in_proj(x).transpose(1, 2))[..., :seq].split(self.d_model, dim=1)
+        taps = causal_toeplitz(self.filter(seq), seq)
+        taps.diagonal(dim1=-2, dim2=-1).add_(self.bias[:, None])
+        return x0[..., None] * taps
 
     def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         y, z, u = self._mix(x)

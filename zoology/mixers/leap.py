@@ -14,7 +14,8 @@ import math
 import torch
 from torch import nn
 
-from zoology.ops.additive_pooling import pool_global, pool_window
+from zoology.mixers import token_weights_method
+from zoology.ops.additive_pooling import pool_global, pool_window, pooling_weights
 
 
 def _scores(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -118,6 +119,16 @@ class Leap(nn.Module):
             k_bar, k_state = self._pool(q_bar * k, self.k_pool)
         y = (k_bar * v).flatten(2).to(x.dtype)
         return self.out_proj(y), {"q": q_state, "k": k_state}
+
+    @token_weights_method
+    def token_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The second round's pooling weights P_tj = α_j / Σ_{i∈W(t)} α_i, α_j = exp(w_k·p_j / √d_h) for j ∈ W(t)
+        (batch, H, seq, seq): y = W·v per head for "v" the pooled vectors p = q̄ ⊙ k and y = k̄, which the layer
+        multiplies by its v before W_o (output W_o(k̄ ⊙ v)). The first round (q̄ = pool(q; w_q)) is inside p."""
+        q, k, _ = self._qkv(x)
+        q_bar, _ = self._pool(q, self.q_pool)
+        pooled = q_bar * k
+        return pooling_weights(_scores(pooled, self.k_pool.to(pooled.dtype)).transpose(1, 2), self.window_size)
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict[str, dict[str, torch.Tensor]]:
         acc = torch.promote_types(dtype or torch.get_default_dtype(), torch.float32)

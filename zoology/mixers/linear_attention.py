@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from zoology.mixers import token_weights_method
 from zoology.ops.feature_maps import elu_feature_map
-from zoology.ops.linear_attention import chunked_on_features
+from zoology.ops.linear_attention import chunked_on_features, weights_on_features
 
 EPS = 1e-6
 
@@ -57,6 +58,13 @@ class LinearAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.prefill(x)[0]
+
+    @token_weights_method
+    def token_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """W_tj = φ(q_t)·φ(k_j) / (Σ_{i≤t} φ(q_t)·φ(k_i) + ε) for j ≤ t (batch, H, seq, seq): y = W·v per head for v
+        the value projection (the v of W_qkv x) and y the normalised attention before W_o."""
+        q, k, _, _ = self._features(x)
+        return weights_on_features(q, k, EPS)
 
     def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         q, k, v, dtype = self._features(x)

@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoology.mixers import token_weights_method
 from zoology.ops.causal_conv import causal_depthwise_conv, conv_step, conv_window
-from zoology.ops.selective_scan import selective_scan
+from zoology.ops.selective_scan import scan_weights, selective_scan
 
 
 class Mamba(nn.Module):
@@ -109,6 +110,19 @@ class Mamba(nn.Module):
         y = y + D * xa
         out = self.out_proj((y * F.silu(z.to(y.dtype))).to(z.dtype)).transpose(0, 1)
         return out, {"conv": conv_window(x_in, self.d_conv - 1).to(h.dtype), "ssm": h}
+
+    @token_weights_method
+    def token_weights(self, u: torch.Tensor) -> torch.Tensor:
+        """The selective scan materialised, one "head" per inner channel c (batch, d_in, seq, seq):
+        W[c, t, s] = Σ_n C_t[n] B_s[n] δ_s[c] exp(Σ_{s<r≤t} δ_r[c] A[c, n]) for s ≤ t, plus D_c at s = t, so that
+        y = W·v per channel for v = x, the SiLU(conv) output, and y = C_t·h_t + D ⊙ x_t, the scan's output before
+        the SiLU(z) gate and W_out."""
+        x_in, _ = self.in_proj(u.transpose(0, 1)).chunk(2, dim=-1)
+        x = F.silu(causal_depthwise_conv(x_in, self.conv_weight, self.conv_bias))
+        delta, A, B, C, D = self._ssm_inputs(x)
+        weights = scan_weights(delta, A, B, C)
+        weights.diagonal(dim1=-2, dim2=-1).add_(D[:, None])
+        return weights
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
         acc = torch.promote_types(dtype or self.in_proj.weight.dtype, torch.float32)

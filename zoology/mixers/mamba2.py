@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoology.mixers import state_numel
+from zoology.mixers import state_numel, token_weights_method
 from zoology.ops import dplr, fla_support
 from zoology.ops.causal_conv import causal_depthwise_conv, conv_step, conv_window
 from zoology.ops.dplr import fla
@@ -127,6 +127,21 @@ class Mamba2(nn.Module):
         if not final_state:
             return out, None
         return out, {"conv": conv_window(xBC_in, self.d_conv - 1).to(S.dtype), "ssm": S}
+
+    @token_weights_method
+    def token_weights(self, u: torch.Tensor) -> torch.Tensor:
+        """The SSD kernel per head (batch, H, seq, seq): W[t, s] = (C_t·B_s) e^{Σ_{s<r≤t} Δ_r A_h} Δ_s for s ≤ t, plus
+        D_h at s = t, so that y = W·v per head for v = x (the head's P channels of SiLU(conv(xBC))) and y = h_tᵀ C_t
+        + D_h x_t, before the SiLU(z) gate, the RMSNorm and W_out. From `dplr.token_weights` (the chunked form)."""
+        _, xBC_in, dt = self._split(self.in_proj(u))
+        xBC = causal_depthwise_conv(xBC_in.transpose(0, 1), self.conv_weight, self.conv_bias).transpose(0, 1)
+        x, B, C, delta, g = self._ssm(xBC, dt)
+        heads = (*x.shape[:3], self.d_state)
+        q, k = C[:, :, None].expand(heads), B[:, :, None].expand(heads)
+        kernel = dplr.token_weights(q, k, g[..., None], scale=1.0, chunk_size=self.chunk_size)
+        weights = kernel * delta.transpose(1, 2)[:, :, None, :]
+        weights.diagonal(dim1=-2, dim2=-1).add_(self.D.to(weights.dtype)[:, None])
+        return weights
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
         acc = torch.promote_types(dtype or self.in_proj.weight.dtype, torch.float32)

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from zoology.mixers import token_weights_method
 from zoology.ops import linear_attention, poly_attention
 from zoology.ops.feature_maps import square_feature_map, square_kernel
 
@@ -108,6 +109,14 @@ class ReBased(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._parallel(x, with_state=False)[0]
+
+    @token_weights_method
+    def token_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """W_tj = K(q̃_t, k̃_j) / (Σ_{i≤t} K(q̃_t, k̃_i) + ε + ρ_t) for j ≤ t, K = (q̃·k̃/√f)², ρ_t the rounding floor of
+        `linear_attention.normalise` (batch, H, seq, seq): y = W·v per head for v = W_v x and y the normalised
+        attention before W_o."""
+        q, k, _ = (t.transpose(1, 2) for t in self._qkv(x))
+        return linear_attention.quadratic_weights(q, k, square_kernel, square_feature_map, self.eps)
 
     def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self._parallel(x, with_state=True)

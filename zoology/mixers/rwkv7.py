@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoology.mixers import state_numel
+from zoology.mixers import state_numel, token_weights_method
 from zoology.ops import dplr, fla_support
 from zoology.ops.dplr import fla
 from zoology.ops.norms import head_layer_norm
@@ -129,6 +129,15 @@ class RWKV7(nn.Module):
         if not final_state:
             return y, None
         return y, {"shift": x[:, -1].to(S.dtype, copy=True), "S": S}
+
+    @token_weights_method
+    def token_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The state's readout materialised per head (batch, H, seq, seq): W[t, s] = r_tᵀ (Π_{s<ρ≤t} (diag(e^{w_ρ})
+        − κ̂_ρ (κ̂_ρ ⊙ a_ρ)ᵀ)) k̃_s for s ≤ t, so that y = W·v per head for v = W_v x_v and y = o = S_tᵀ r_t, before
+        the GroupNorm; the bonus (Σ r ⊙ k̃ ⊙ r_k) v_t added after the norm, and the gate, are not in W. From
+        `dplr.token_weights` (the chunked form run on one-hot values)."""
+        r, w, k, _, a, b, _, _ = self._heads(x, F.pad(x, (0, 0, 1, 0))[:, :-1])
+        return dplr.token_weights(r, k, w, a, b, 1.0, self.chunk_size)
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> dict[str, torch.Tensor]:
         acc = torch.promote_types(dtype or self.r_proj.weight.dtype, torch.float32)
