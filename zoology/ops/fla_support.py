@@ -75,6 +75,8 @@ def check_backend(
     kernel is one that `gated_backward_refused` covers; key_widths: the only key widths its kernel takes."""
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} must be one of {list(BACKENDS)}")
+    if backend != "torch" and torch.cuda.is_available() and installed():
+        importlib.import_module("fla.ops")  # eagerly, never first inside a compiled trace (dynamo fails on its setup)
     if backend != "fla":
         return
     if not torch.cuda.is_available():
