@@ -5,6 +5,7 @@ df = results.load("runs/mqar")
 analysis.frontier_points(df, metric="best")          # the data: one row per model at its best lr
 analysis.plot_frontier(df).savefig("frontier.png")   # the figure
 analysis.task_scores(results.load("runs/mad"))       # families × tasks: the MAD score table
+analysis.retrieval_mass("runs/mqar/<run id>")        # per layer and slice: query weight on its key's value
 """
 
 from zoology.analysis.data import (
@@ -31,10 +32,12 @@ from zoology.analysis.figures import (
     plot_frontier,
     plot_slices,
     plot_task_scores,
+    plot_token_weights,
     save,
     write_frontier,
 )
 from zoology.analysis.palette import FAMILY_STYLES, family_style, family_styles
+from zoology.analysis.retrieval import retrieval_mass
 from zoology.analysis.scores import score_column, setting_scores, task_scores
 
 __all__ = [
@@ -55,7 +58,9 @@ __all__ = [
     "plot_frontier",
     "plot_slices",
     "plot_task_scores",
+    "plot_token_weights",
     "resolve_axis",
+    "retrieval_mass",
     "run_table",
     "save",
     "score_column",

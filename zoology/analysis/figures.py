@@ -18,8 +18,10 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 from matplotlib.transforms import offset_copy
 
 from zoology import results
@@ -43,7 +45,7 @@ from zoology.analysis.layout import (
     text_color,
     thin_tick_labels,
 )
-from zoology.analysis.palette import Style, family_styles, shades
+from zoology.analysis.palette import ROLE_COLORS, Style, family_styles, shades
 
 DPI = 150
 """Every figure is laid out and saved at this resolution."""
@@ -306,4 +308,53 @@ def plot_task_scores(scores: pd.DataFrame, title: str | None = None, label: str 
     ax.set_xlabel("task: mean over its settings of the best\nover learning rate and weight decay", fontsize=10)
     if title:
         ax.set_title(title)
+    return fig
+
+
+def plot_token_weights(
+    shares: np.ndarray,
+    query_positions: list[int],
+    cells: list[str],
+    roles: list[str],
+    answers: list[tuple[list[int], list[int]]],
+    title: str,
+    legend: str,
+    color: str = "black",
+) -> Figure:
+    """Heat map of token weights: one row per query, shares (queries, positions) of its row's |W| against the
+    positions 0 … positions − 1 it can see, darker for more (square-root scale). Tick labels are the marked tokens
+    (`cells`) coloured by role (palette.ROLE_COLORS); each row's answering key and value positions (`answers`:
+    (keys, values) per query) are outlined in the key and value colours, the query's own position in the query
+    colour. `legend` (how tokens are marked) goes under the axis; the title is in `color`."""
+    n_rows, n_cols = shares.shape
+    fig = new_figure(min(max(6.0, 2.8 + 0.11 * n_cols), 28.0), min(max(3.2, 2.4 + 0.2 * n_rows), 16.0))
+    ax = fig.add_subplot()
+    top = max(float(shares.max()), 1e-12)
+    image = ax.imshow(
+        shares, cmap="Greys", norm=PowerNorm(0.5, vmin=0.0, vmax=top), aspect="auto", interpolation="nearest"
+    )
+    for row, (q, (keys, values)) in enumerate(zip(query_positions, answers)):
+        outlined = [(q, "query")] + [(p, "key") for p in keys] + [(p, "value") for p in values]
+        for position, role in outlined:
+            box = Rectangle((position - 0.5, row - 0.5), 1, 1, fill=False, lw=1.4, edgecolor=ROLE_COLORS[role])
+            ax.add_patch(box)
+    context = [i for i, role in enumerate(roles[:n_cols]) if role in ("key", "value")]
+    if context:
+        ax.axvline(max(context) + 0.5, color=ROLE_COLORS["filler"], lw=0.8, ls="--")
+    ax.set_xticks(range(n_cols), cells[:n_cols], rotation=90, fontsize=FONT["label"] - 1.5)
+    ax.set_yticks(range(n_rows), [f"{cells[q]} @{q}" for q in query_positions], fontsize=FONT["label"])
+    for label, role in zip(ax.get_xticklabels(), roles):
+        label.set_color(text_color(ROLE_COLORS[role]))
+    for label in ax.get_yticklabels():
+        label.set_color(text_color(ROLE_COLORS["query"]))
+    ax.tick_params(length=2, pad=1.5)
+    outline = "outlined: the query's key (blue), its value (red) and the query itself (green)"
+    ax.set_xlabel(f"context position\n{legend}\n{outline}", fontsize=FONT["label"])
+    ax.set_ylabel("query (token→label @position)", fontsize=FONT["label"])
+    bar = fig.colorbar(image, ax=ax, shrink=0.9, pad=0.01)
+    bar.set_label("share of the query row's |W|\n(each row sums to 1)", fontsize=FONT["label"])
+    bar.ax.tick_params(labelsize=FONT["label"])
+    ax.set_title(title, fontsize=FONT["label"] + 1, color=text_color(color), loc="left")
+    renderer = freeze_layout(fig)
+    thin_tick_labels(ax, renderer, pad=0.5)
     return fig

@@ -52,6 +52,16 @@ FAMILY_STYLES: dict[str, Style] = {
     "hyena": Style("#637939", "8"),  # moss
     "h3": Style("#7b4173", "H"),  # plum
 }
+ROLE_COLORS: dict[str, str] = {
+    "key": "#1f77b4",  # blue
+    "value": "#d62728",  # red
+    "query": "#2ca02c",  # green
+    "lookalike": "#ff7f0e",  # orange: filler equal to a key
+    "filler": "#7f7f7f",
+    "zero": "#bdbdbd",
+    "other": "#444444",
+}
+"""The colour of each token role (zoology.data.show.ROLES) in the token-weight figures."""
 FALLBACK_COLORS = ("#000000", "#3182bd", "#e6550d", "#31a354", "#a55194", "#8c6d31", "#d6616b", "#5254a3")
 FALLBACK_MARKERS = ("o", "s", "^", "D", "v", "P")
 

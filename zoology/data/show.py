@@ -21,23 +21,50 @@ from zoology.data.task import KeyValueRecallConfig
 LEGEND = "k12 v40 context key, value · q12→40 query of key 12, label 40 · .7 filler · _ token 0 · !12 filler = a key"
 
 
-def token_cells(inputs: torch.Tensor, labels: torch.Tensor, context_len: int) -> list[str]:
-    """One marked string per position of one example ((L,) inputs and labels)."""
+ROLES = ("key", "value", "query", "filler", "zero", "lookalike", "other")
+"""What a position of an example is: a context key or value, a query (a labelled position), filler, token 0,
+filler equal to one of the example's keys, or (tasks other than key–value recall) an unlabelled token."""
+
+
+def token_roles(inputs: torch.Tensor, labels: torch.Tensor, context_len: int) -> list[str]:
+    """The role (one of ROLES) of each position of one key–value recall example ((L,) inputs and labels):
+    labelled positions are queries; in the first `context_len` positions keys (even) and values (odd)."""
     tokens, targets = inputs.tolist(), labels.tolist()
     keys = set(tokens[0:context_len:2])
-    cells = []
+    roles = []
     for pos, (token, label) in enumerate(zip(tokens, targets)):
         if label != IGNORE_INDEX:
-            cells.append(f"q{token}→{label}")
+            roles.append("query")
         elif pos < context_len:
-            cells.append(f"{'kv'[pos % 2]}{token}")
+            roles.append("key" if pos % 2 == 0 else "value")
         elif token == 0:
-            cells.append("_")
-        elif token in keys:
-            cells.append(f"!{token}")
+            roles.append("zero")
         else:
-            cells.append(f".{token}")
-    return cells
+            roles.append("lookalike" if token in keys else "filler")
+    return roles
+
+
+MARKS = {"key": "k{}", "value": "v{}", "filler": ".{}", "zero": "_", "lookalike": "!{}"}
+
+
+def token_cells(inputs: torch.Tensor, labels: torch.Tensor, context_len: int) -> list[str]:
+    """One marked string per position of one example ((L,) inputs and labels), by its `token_roles`."""
+    roles = token_roles(inputs, labels, context_len)
+    return [
+        f"q{token}→{label}" if role == "query" else MARKS[role].format(token)
+        for role, token, label in zip(roles, inputs.tolist(), labels.tolist())
+    ]
+
+
+def example_marks(config: Any, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[list[str], list[str]]:
+    """(cells, roles) of one example of a segment of `config`: the key–value marks of `token_cells` and
+    `token_roles` for recall tasks; the task's own `token_cells`, with roles 'query' (labelled) and 'other',
+    for the rest."""
+    if isinstance(config, KeyValueRecallConfig):
+        C = config.context_len
+        return token_cells(inputs, labels, C), token_roles(inputs, labels, C)
+    roles = ["other" if label == IGNORE_INDEX else "query" for label in labels.tolist()]
+    return config.token_cells(inputs, labels), roles
 
 
 def legend(config: Any) -> str:
@@ -101,16 +128,17 @@ def render_segment(
     for e in range(min(num, len(segment))):
         inputs, labels = segment.inputs[e], segment.labels[e]
         queries = int((labels != IGNORE_INDEX).sum())
+        cells, roles = example_marks(config, inputs, labels)
         if not isinstance(config, KeyValueRecallConfig):
             lines.append(f"example {e}: {queries} labelled position{'' if queries == 1 else 's'}")
-            cells = config.token_cells(inputs, labels)
-            lines.append(render_example(inputs, labels, 0, columns, max_tokens, cells=cells))
-            continue
-        C = config.context_len
-        lookalikes = sum(c.startswith("!") for c in token_cells(inputs, labels, C))
-        note = f"; {lookalikes} filler token(s) equal a key" if lookalikes else ""
-        lines.append(f"example {e}: context {C} tokens, {queries} labelled quer{'y' if queries == 1 else 'ies'}{note}")
-        lines.append(render_example(inputs, labels, C, columns, max_tokens))
+        else:
+            lookalikes = roles.count("lookalike")
+            note = f"; {lookalikes} filler token(s) equal a key" if lookalikes else ""
+            C = config.context_len
+            lines.append(
+                f"example {e}: context {C} tokens, {queries} labelled quer{'y' if queries == 1 else 'ies'}{note}"
+            )
+        lines.append(render_example(inputs, labels, 0, columns, max_tokens, cells=cells))
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@
     error.txt        the traceback of a run that raised (removed when it is rerun)
     throughput.json  prefill/decode speed by device and dtype (`python -m zoology.bench throughput`)
     evaluations.json test slices evaluated after training (`python -m zoology.eval`)
+    explain/         token-weight heat maps, one PNG per example (`python -m zoology.explain`)
     .lock            held while a launcher trains the run (zoology.runner.locks)
 """
 
@@ -52,6 +53,7 @@ class RunDir:
     throughput_path = property(lambda self: self.path / "throughput.json")
     checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
     evaluations_path = property(lambda self: self.path / "evaluations.json")
+    explain_dir = property(lambda self: self.path / "explain")
 
     def is_finished(self) -> bool:
         return self.result_path.exists()
@@ -105,7 +107,8 @@ class RunDir:
             hint = (
                 "run with keep_best_weights: true to keep them"
                 if which == "best"
-                else "runs keep them when they finish (a run finished before weights were kept: rerun it with --force)"
+                else "runs trained with the current version keep them when they finish: an older run has none, "
+                "re-train it (a sweep's run: launch the sweep again with --force)"
             )
             raise FileNotFoundError(f"{path}: no {which} weights in this run directory; {hint}")
         try:
@@ -142,6 +145,16 @@ class RunDir:
         kept = [e for e in self.evaluations() if (e["slice"], e["weights"]) not in new]
         atomic_write_json(self.evaluations_path, {"format": EVALUATIONS_FORMAT, "slices": kept + entries})
         return self.evaluations_path
+
+    def write_explain_figure(self, name: str, png: bytes) -> Path:
+        """A PNG of `python -m zoology.explain` as explain/<name> (written to a temporary name and renamed);
+        one of the same name is replaced."""
+        if Path(name).name != name or not name.endswith(".png"):
+            raise ValueError(f"{name!r}: an explain figure is a plain file name ending in .png")
+        self.explain_dir.mkdir(parents=True, exist_ok=True)
+        path = self.explain_dir / name
+        atomic_write_bytes(path, png)
+        return path
 
     def evaluations(self) -> list[dict[str, Any]]:
         """The entries of evaluations.json ([] if the run was never evaluated after training)."""
