@@ -16,7 +16,6 @@ mass is the mean over heads, then over every query of its examples.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,15 +163,11 @@ def query_masses(W: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor, co
     means over the heads of W (batch, heads, L, L)."""
     key, value = answer_masks(inputs, labels, context_len)
     shares = row_shares(W)
-    on_value = (shares * value[:, None].to(shares.dtype)).sum(-1).mean(1)  # (batch, L)
-    on_key = (shares * key[:, None].to(shares.dtype)).sum(-1).mean(1)
+    heads = W.shape[1]
+    on_value = torch.einsum("bhts,bts->bt", shares, value.to(shares.dtype)) / heads  # (batch, L)
+    on_key = torch.einsum("bhts,bts->bt", shares, key.to(shares.dtype)) / heads
     queries = labels != IGNORE_INDEX
     return torch.stack([on_value[queries], on_key[queries]], dim=1)
-
-
-def batches(n: int, per_batch: int) -> Iterator[slice]:
-    for start in range(0, n, per_batch):
-        yield slice(start, min(start + per_batch, n))
 
 
 @dataclass
