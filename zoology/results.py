@@ -123,8 +123,16 @@ def load(sweep_dir: str | Path, throughput_device: str | None = None) -> pd.Data
     return nulls_as_nan(pd.DataFrame(rows))
 
 
-METRIC_PREFIXES = ("acc_", "token_acc_", "macro_acc_", "perplexity_", "valid_token_acc_")
-"""The columns of accuracies and perplexities (`acc_last`, `acc_best.<slice>`, …)."""
+METRIC_PREFIXES = (
+    "acc_",
+    "token_acc_",
+    "macro_acc_",
+    "perplexity_",
+    "valid_token_acc_",
+    "prefill_tokens_per_s",
+    "decode_tokens_per_s",
+)
+"""The columns of accuracies, perplexities and speeds (`acc_last`, `acc_best.<slice>`, …)."""
 
 
 def nulls_as_nan(table: pd.DataFrame, numeric=lambda column: column.startswith(METRIC_PREFIXES)) -> pd.DataFrame:
