@@ -26,6 +26,7 @@ from zoology.runner.plan import plan
 from zoology.runner.rundir import DamagedRunWarning
 
 SWEEP = "pair"
+RAY = ["-p", "--num-cpus", "2", "--cpus-per-run", "1"]
 
 
 def strict_json(text: str):
@@ -35,7 +36,6 @@ def strict_json(text: str):
         raise ValueError(f"non-standard JSON constant {constant}")
 
     return json.loads(text, parse_constant=refuse)
-
 
 
 @pytest.fixture(scope="module")
@@ -211,3 +211,47 @@ def test_json_written_to_a_run_directory_holds_null_for_nan_and_infinity(sweep):
     assert pd.api.types.is_float_dtype(table["acc_last"]) and pd.api.types.is_float_dtype(table["macro_acc_last"])
     curves = analysis.load_curves(sweep_dir)
     assert pd.api.types.is_float_dtype(curves["train_loss"]) and curves["train_loss"].isna().sum() == 1
+
+
+@pytest.mark.parametrize("mode", [pytest.param([], id="sequential"), pytest.param(RAY, id="ray")])
+def test_a_run_whose_loss_is_nan_fails_as_diverged_and_writes_no_nan(tmp_path, mode):
+    if mode:
+        pytest.importorskip("ray")
+    record = tmp_path / "record.txt"
+    configs = [{**tiny_config("wild", record, epochs=3), "lr": 1000.0}, tiny_config("calm", record, epochs=1)]
+    sweep = write_sweep(tmp_path / "lr.py", configs)
+    rc, out = finish(launch(sweep, tmp_path / "runs", *mode))
+
+    assert rc == 1, out
+    wild, calm = (run_dir(tmp_path / "runs" / "lr", c) for c in configs)
+    reason = "diverged at epoch 1 (loss nan)"
+    assert wild.error_path.read_text() == reason + "\n"
+    assert "FAILED  probe-wild" in out and reason in out[out.index("1 run(s) failed") :], out
+    assert "Traceback" not in out
+    assert not wild.result_path.exists() and not wild.is_finished()
+    records = [strict_json(line) for line in wild.metrics_path.read_text().splitlines()]
+    assert [(r["epoch"], r["status"], r["train_loss"]) for r in records] == [(0, "diverged", None)]
+    assert calm.is_finished()
+    for path in [p for p in (tmp_path / "runs" / "lr").rglob("*.json*") if p.is_file()]:
+        text = path.read_text()
+        for line in text.splitlines() if path.suffix == ".jsonl" else [text]:
+            strict_json(line)
+    assert list(results.load(tmp_path / "runs" / "lr")["run_id"]) == [calm.path.name]
+
+
+def test_zoology_train_on_a_diverging_config_records_the_reason(tmp_path):
+    config = tmp_path / "wild.yaml"
+    config.write_text(json.dumps({**tiny_config("wild", tmp_path / "record.txt", epochs=2), "lr": 1000.0}))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "zoology.train", str(config), "--runs-dir", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode != 0
+    assert "diverged at epoch 1 (loss nan)" in proc.stderr
+    (error,) = (tmp_path / "runs").glob("train-*/*/error.txt")
+    assert error.read_text() == "diverged at epoch 1 (loss nan)\n"
+    assert not (error.parent / "result.json").exists()
