@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 from zoology.config import LoggerConfig
-from zoology.runner.plan import load_sweep, no_match_message, plan, print_plan
+from zoology.runner.claims import remove_stale_temps
+from zoology.runner.plan import load_sweep, no_match_message, plan, print_plan, report_damaged
 from zoology.runner.progress import Progress, print_summary, summary_table
 from zoology.runner.rundir import write_sweep_order
 from zoology.runner.sequential import run_sequential
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.filter and not planned:
         print(f"error: {no_match_message(configs, args.filter)}", file=sys.stderr)
         return 2
+    report_damaged(planned)
     todo = [p for p in planned if not p.done]
     print(f"sweep {sweep_dir}: {len(planned)} runs, {len(planned) - len(todo)} finished, {len(todo)} to run")
     if args.dry_run:
@@ -98,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         require_wandb()
 
     write_sweep_order(sweep_dir, [c.run_id for c in configs])
+    remove_stale_temps(planned)
     started = time.perf_counter()
     rerun_before = time.time() if args.force else None
     progress = Progress(len(todo), sweep_name, sweep_dir)

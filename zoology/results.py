@@ -15,7 +15,7 @@ import torch
 
 from zoology.config import TrainConfig, family_name
 from zoology.model import LanguageModel
-from zoology.runner.rundir import RunDir, Weights, run_dirs
+from zoology.runner.rundir import RunDir, Weights, readable_runs
 
 THROUGHPUT_REFERENCE = {"batch_size": 64, "context": 1024}
 """The (batch size, prompt length) the plain `prefill_tokens_per_s` / `decode_tokens_per_s` columns
@@ -111,15 +111,37 @@ def load(sweep_dir: str | Path, throughput_device: str | None = None) -> pd.Data
     and for language-modelling slices `perplexity_last` (all of them pooled) and
     `perplexity_last.<slice>` (likewise `_best`, at the best epoch); with
     throughput columns where the run has a throughput.json (see `throughput_columns`); or the rows
-    of a CSV saved from such a table (`load(d).to_csv(path, index=False)`), lists and dicts restored."""
+    of a CSV saved from such a table (`load(d).to_csv(path, index=False)`), lists and dicts restored.
+    A number recorded as null (it was NaN or infinite) is NaN; a damaged run directory is left out
+    with a warning naming the file (zoology.runner.rundir.readable_runs)."""
     if Path(sweep_dir).suffix == ".csv":
         return read_table(sweep_dir)
     rows = [
         result_row(r.result(), r.config()) | evaluation_columns(r) | throughput_columns(r, throughput_device)
-        for r in run_dirs(sweep_dir)
-        if r.is_finished()
+        for r in readable_runs(sweep_dir)
     ]
-    return pd.DataFrame(rows)
+    return nulls_as_nan(pd.DataFrame(rows))
+
+
+METRIC_PREFIXES = (
+    "acc_",
+    "token_acc_",
+    "macro_acc_",
+    "perplexity_",
+    "valid_token_acc_",
+    "prefill_tokens_per_s",
+    "decode_tokens_per_s",
+)
+"""The columns of accuracies, perplexities and speeds (`acc_last`, `acc_best.<slice>`, …)."""
+
+
+def nulls_as_nan(table: pd.DataFrame, numeric=lambda column: column.startswith(METRIC_PREFIXES)) -> pd.DataFrame:
+    """`table` with its `numeric(column)` columns as floats: a number written as null (it was NaN or
+    infinite; run-directory JSON is strict) is NaN, even where a column holds nothing else."""
+    for column in table.columns:
+        if numeric(column) and table[column].dtype == object:
+            table[column] = table[column].astype(float)
+    return table
 
 
 def evaluation_columns(run: RunDir) -> dict[str, Any]:
@@ -186,9 +208,7 @@ def load_slices(sweep_dir: str | Path) -> pd.DataFrame:
     pairs than any training segment (tasks without key-value pairs have no N: <NA>, None).
     """
     rows = []
-    for r in run_dirs(sweep_dir):
-        if not r.is_finished():
-            continue
+    for r in readable_runs(sweep_dir):
         result, config = r.result(), r.config()
         train = config["data"]["train"]
         test = config["data"]["test"]
@@ -225,7 +245,7 @@ def load_slices(sweep_dir: str | Path) -> pd.DataFrame:
                     "beyond_train_kv": kv is not None and max_kv is not None and kv > max_kv,
                 }
             )
-    table = pd.DataFrame(rows)
+    table = nulls_as_nan(pd.DataFrame(rows))
     for column in SLICE_INT_COLUMNS:
         if column in table:
             table[column] = table[column].astype("Int64")

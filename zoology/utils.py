@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import os
 import tempfile
 import time
@@ -53,11 +55,15 @@ def derive_seed(*parts: Any) -> int:
     return int(content_hash(list(parts), length=16), 16) >> 1
 
 
+TEMP_SUFFIX = ".tmp"
+"""An atomic write goes to `.<name>.<random>.tmp` beside its target first (see `remove_temps`)."""
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file in the same directory, then rename over `path`."""
+    """Write to a temporary file `.<name>.<random>.tmp` in the same directory, then rename over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -69,5 +75,47 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def remove_temps(
+    directory: str | os.PathLike, older_than_s: float = 0.0, names: tuple[str, ...] | None = None
+) -> list[Path]:
+    """Remove the temporary files that interrupted atomic writes left in `directory` (`.<name>.*.tmp`):
+    those last modified at least `older_than_s` seconds ago, and only for targets in `names` if given.
+    Returns the paths removed."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    now = time.time()
+    removed = []
+    for path in directory.glob(f".*{TEMP_SUFFIX}"):
+        if names is not None and not any(path.name.startswith(f".{name}.") for name in names):
+            continue
+        try:
+            if now - path.stat().st_mtime >= older_than_s:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # its writer renamed it, or another cleaner removed it, meanwhile
+            continue
+    return removed
+
+
+def finite(obj: Any) -> Any:
+    """`obj` with every NaN or infinite float replaced by None, through dicts, lists and tuples (strict
+    JSON has no NaN or Infinity: such a number is written as null)."""
+    if isinstance(obj, dict):
+        return {key: finite(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(value) for value in obj]
+    if isinstance(obj, numbers.Real) and not isinstance(obj, numbers.Integral):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def json_text(obj: Any, indent: int | None = None) -> str:
+    """Strict JSON of `obj`: non-finite floats as null (`finite`), other objects as their str; any NaN
+    or Infinity left would raise rather than be written."""
+    return json.dumps(finite(obj), indent=indent, default=str, allow_nan=False)
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
+    """`obj` as strict, indented JSON (`json_text`), written atomically."""
+    atomic_write_bytes(path, (json_text(obj, indent=2) + "\n").encode())

@@ -21,7 +21,7 @@ import pandas as pd
 
 from zoology import results
 from zoology.config import DataConfig, TrainConfig, family_name
-from zoology.runner.rundir import run_dirs
+from zoology.runner.rundir import readable_runs
 
 Metric = Literal["last", "best"]
 
@@ -397,10 +397,12 @@ def load_curves(sweep_dir: str | Path) -> pd.DataFrame:
 
     Columns: run_id, name, family, finished, epoch, train_loss, valid_loss, valid_acc, lr,
     epoch_time, tokens_per_s and `valid_acc.<slice>` per test slice (valid_* are the test segments);
-    token_acc, macro_acc; with validation segments `validation.acc`, `validation.token_acc`, ….
+    token_acc, macro_acc; with validation segments `validation.acc`, `validation.token_acc`, …; and
+    `status` ('diverged' on the epoch whose loss was not finite). Numbers written as null are NaN; a
+    damaged run directory is left out with a warning naming the file.
     """
     rows = []
-    for run in run_dirs(sweep_dir):
+    for run in readable_runs(sweep_dir, finished=False):
         config = run.config()
         model = family_name(m["name"] for m in config["model"]["mixers"])
         for record in run.metrics():
@@ -416,7 +418,8 @@ def load_curves(sweep_dir: str | Path) -> pd.DataFrame:
             rows.append(row)
     if not rows:
         raise ValueError(f"{sweep_dir}: no run has logged an epoch yet")
-    return pd.DataFrame(rows)
+    labels = {"run_id", "name", "family", "finished", "status"}
+    return results.nulls_as_nan(pd.DataFrame(rows), numeric=lambda column: column not in labels)
 
 
 def run_table(df: pd.DataFrame, slices: list[str] | None = None) -> pd.DataFrame:

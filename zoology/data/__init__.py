@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from zoology.data.segment import IGNORE_INDEX, Segment, slice_name
-from zoology.utils import atomic_write_bytes, content_hash, derive_seed
+from zoology.utils import atomic_write_bytes, content_hash, derive_seed, remove_temps
 
 __all__ = [
     "IGNORE_INDEX",
@@ -33,6 +33,20 @@ def segment_seed(data_seed: int, split: str, index: int) -> int:
 
 
 CACHE_FORMAT = 1
+CACHE_TEMP_STALE_S = 600.0
+"""A cache file's temporary file (`.<name>.<random>.tmp`) this old was left by a writer that was killed:
+a write takes seconds (the bytes are ready before the file is opened)."""
+_tidied: set[Path] = set()
+
+
+def tidy_cache(cache_dir: str | Path) -> list[Path]:
+    """Remove the stale temporary files of `cache_dir` (older than CACHE_TEMP_STALE_S), once per
+    process and directory; the paths removed."""
+    key = Path(cache_dir).resolve()
+    if key in _tidied:
+        return []
+    _tidied.add(key)
+    return remove_temps(key, older_than_s=CACHE_TEMP_STALE_S)
 
 
 def cache_path(config: Any, seed: int, cache_dir: str | Path) -> Path:
@@ -47,13 +61,15 @@ def load_segment(config: Any, seed: int, cache_dir: str | Path | None = None) ->
 
     The file is written to a temporary name in the same directory and renamed into place, so
     concurrent writers of the same segment each leave a complete file (the last rename wins; all
-    are identical) and readers never see a partial one. A file that does not load, or does not
+    are identical) and readers never see a partial one; the temporary files of writers that were
+    killed are removed once stale (`tidy_cache`). A file that does not load, or does not
     have the config's shape, is rebuilt. Tokens are stored as int16 (int32 for vocabularies above
     32,767) and returned as int64; the slice comes from the config, not the file. A task that is not
     `cacheable` (text, read from files) is always built.
     """
     if cache_dir is None or not config.cacheable:
         return config.build(seed)
+    tidy_cache(cache_dir)
     path = cache_path(config, seed, cache_dir)
     shape = (config.num_examples, config.input_seq_len)
     if path.exists():

@@ -1,5 +1,6 @@
 """Claiming runs: a launcher locks a run just before it trains it, so launchers sharing a sweep
-directory never train one config twice, and skips what another launcher holds or has finished."""
+directory never train one config twice, and skips what another launcher holds or has finished.
+Whoever holds a run's lock may remove the temporary files that killed writes left in it."""
 
 from __future__ import annotations
 
@@ -21,10 +22,28 @@ def claim(p: Planned, lock: RunLock, rerun_before: float | None) -> Claim:
     under --force (`rerun_before` = this launch's start) only results older than the launch are."""
     if not lock.acquire():
         return Claim.ELSEWHERE
+    p.run.remove_temps()
     if p.run.is_finished() and (rerun_before is None or p.run.result_path.stat().st_mtime >= rerun_before):
         lock.release()
         return Claim.FINISHED
     return Claim.TAKEN
+
+
+def remove_stale_temps(planned: list[Planned]) -> int:
+    """Remove the temporary files interrupted writes left in each planned run directory (finished or
+    not) whose lock is free, taking the lock meanwhile; runs another launcher holds are left alone.
+    Returns how many files went."""
+    removed = 0
+    for p in planned:
+        if not p.run.path.is_dir():
+            continue
+        lock = RunLock(p.run.path)
+        if lock.acquire():
+            try:
+                removed += len(p.run.remove_temps())
+            finally:
+                lock.release()
+    return removed
 
 
 def claim_in_turn(

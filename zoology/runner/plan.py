@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import re
 import runpy
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from zoology.config import TrainConfig
 from zoology.runner.locks import RunLock
-from zoology.runner.rundir import RunDir
+from zoology.runner.rundir import TRAINING_FILES, RunDir
 
 
 @dataclass
@@ -62,6 +63,18 @@ def plan(configs: list[TrainConfig], sweep_dir: Path, force: bool = False, patte
         run = RunDir(sweep_dir / c.run_id)
         planned.append(Planned(c, run, run.is_finished() and not force))
     return planned
+
+
+def report_damaged(planned: list[Planned]) -> list[Planned]:
+    """Say on stderr which planned runs have a result.json but a file that does not read (they count as
+    not finished, so this launch trains them again); returns those runs."""
+    damaged = []
+    for p in planned:
+        why = p.run.damage(TRAINING_FILES) if p.run.result_path.exists() else None
+        if why is not None:
+            print(f"warning: {why}; the run counts as not finished and is trained again", file=sys.stderr)
+            damaged.append(p)
+    return damaged
 
 
 @dataclass

@@ -197,12 +197,17 @@ def worker_died(error: BaseException) -> bool:
 
 
 def failure(error: BaseException) -> tuple[str, str]:
-    """(one-line reason, full text for error.txt) of a run's exception."""
+    """(one-line reason, full text for error.txt) of a run's exception; for a run that diverged, its
+    reason ('diverged at epoch N (loss nan)') for both."""
     import ray
+
+    from zoology.training import Diverged
 
     if worker_died(error):
         reason = "its worker process died (a crash, a kill or out of host memory)"
         return reason, f"{reason}\n{type(error).__name__}: {error}\n"
+    if isinstance(error, ray.exceptions.RayTaskError) and isinstance(error.cause, Diverged):
+        return str(error.cause), f"{error.cause}\n"
     if isinstance(error, ray.exceptions.RayTaskError) and error.cause is not None:
         cause = error.cause
         return f"{type(cause).__name__}: {cause}".splitlines()[0], str(error)

@@ -14,11 +14,18 @@
     evaluations.json test slices evaluated after training (`python -m zoology.eval`)
     explain/         token-weight heat maps, one PNG per example (`python -m zoology.explain`)
     .lock            held while a launcher trains the run (zoology.runner.locks)
+    .<file>.<random>.tmp    an atomic write in progress (or one a kill cut short: see `remove_temps`)
+
+Every JSON file is strict JSON: a NaN or infinite number is written as null. A run directory whose
+files do not read (a truncated result.json, say, or a result.json without a config.json) is
+*damaged* (`RunDir.damage`): it does not count as finished, so a launch trains it again, and the
+loaders leave it out with a `DamagedRunWarning` naming the file and why.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +33,7 @@ import safetensors
 import safetensors.torch
 import torch
 
-from zoology.utils import atomic_write_bytes, atomic_write_json
+from zoology.utils import atomic_write_bytes, atomic_write_json, json_text, remove_temps
 
 RESULT_FORMAT = 1
 THROUGHPUT_FORMAT = 1
@@ -37,7 +44,55 @@ LOCK_NAME = ".lock"
 SWEEP_FILE = "sweep.json"
 WEIGHTS_FILES = {"final": "model.safetensors", "best": "model_best.safetensors"}
 
+TRAINING_FILES = ("config.json", "metrics.jsonl", "result.json")
+"""The JSON files a launcher writes while it holds the run's lock; unreadable, the run is trained again."""
+MEASURED_FILES = ("evaluations.json", "throughput.json")
+"""The JSON files written after training (`zoology.eval`, `zoology.bench throughput`)."""
+LAUNCHER_FILES = ("config.json", "result.json", "checkpoint.pt", *WEIGHTS_FILES.values())
+"""The files written atomically only while the run's lock is held: their temporary files are stale
+whenever the lock is free."""
+MEASURED_TEMP_STALE_S = 600.0
+"""A temporary file of evaluations.json or throughput.json (whose writers take no lock) is stale after this long."""
+
 Weights = Literal["final", "best"]
+
+
+class DamagedRunWarning(UserWarning):
+    """A run directory left out because one of its files does not read."""
+
+
+class DamagedFileError(ValueError):
+    """A file of a run directory that is not readable JSON (truncated, say); the message names it."""
+
+
+def read_json(path: Path) -> Any:
+    """The JSON object in `path`; a DamagedFileError naming the file if it is not one."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DamagedFileError(f"{path}: not readable JSON, truncated or damaged ({type(e).__name__}: {e})") from None
+    if not isinstance(data, dict):
+        raise DamagedFileError(f"{path}: holds a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def read_json_lines(path: Path) -> list[dict]:
+    """The JSON objects of `path`, one a line (blank lines skipped); a DamagedFileError naming the
+    file and line if one is not."""
+    records = []
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise DamagedFileError(
+                f"{path}: line {number} is not readable JSON, truncated or damaged ({type(e).__name__}: {e})"
+            ) from None
+        if not isinstance(record, dict):
+            raise DamagedFileError(f"{path}: line {number} holds a JSON {type(record).__name__}, not an object")
+        records.append(record)
+    return records
 
 
 class RunDir:
@@ -56,7 +111,31 @@ class RunDir:
     explain_dir = property(lambda self: self.path / "explain")
 
     def is_finished(self) -> bool:
-        return self.result_path.exists()
+        """result.json is there, and it, config.json and metrics.jsonl read (see `damage`)."""
+        return self.result_path.exists() and self.damage(TRAINING_FILES) is None
+
+    def damage(self, names: tuple[str, ...] = TRAINING_FILES + MEASURED_FILES) -> str | None:
+        """Why this directory cannot be read, naming the file: a result.json without a config.json, or
+        one of the files `names` (those that exist) that is not readable JSON; None if nothing is wrong."""
+        if self.result_path.exists() and not self.config_path.exists():
+            return f"{self.result_path}: result.json but no config.json beside it"
+        for name in names:
+            path = self.path / name
+            try:
+                read_json_lines(path) if name.endswith(".jsonl") else read_json(path)
+            except FileNotFoundError:
+                continue
+            except (DamagedFileError, OSError) as e:
+                return str(e)
+        return None
+
+    def remove_temps(self) -> list[Path]:
+        """Remove what interrupted atomic writes left here: every temporary file of a file written only
+        under the run's lock (call it holding the lock), and those of the files written after training
+        once MEASURED_TEMP_STALE_S old. Returns the paths removed."""
+        return remove_temps(self.path, names=LAUNCHER_FILES) + remove_temps(
+            self.path, MEASURED_TEMP_STALE_S, names=MEASURED_FILES
+        )
 
     def weights_path(self, which: Weights = "final") -> Path:
         if which not in WEIGHTS_FILES:
@@ -77,7 +156,7 @@ class RunDir:
 
     def append_metrics(self, record: dict) -> None:
         with self.metrics_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json_text(record) + "\n")
             f.flush()
 
     def write_result(self, result: dict) -> None:
@@ -160,13 +239,13 @@ class RunDir:
         """The entries of evaluations.json ([] if the run was never evaluated after training)."""
         if not self.evaluations_path.exists():
             return []
-        data = json.loads(self.evaluations_path.read_text())
+        data = read_json(self.evaluations_path)
         if data.get("format") != EVALUATIONS_FORMAT:
             raise ValueError(f"{self.evaluations_path}: format {data.get('format')!r}, expected {EVALUATIONS_FORMAT}")
         return data["slices"]
 
     def result(self) -> dict:
-        data = json.loads(self.result_path.read_text())
+        data = read_json(self.result_path)
         if data.get("format") != RESULT_FORMAT:
             raise ValueError(
                 f"{self.result_path}: result format {data.get('format')!r} is not the "
@@ -175,18 +254,18 @@ class RunDir:
         return data
 
     def config(self) -> dict:
-        return json.loads(self.config_path.read_text())
+        return read_json(self.config_path)
 
     def metrics(self) -> list[dict]:
         if not self.metrics_path.exists():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        return read_json_lines(self.metrics_path)
 
     def throughput(self) -> dict | None:
         """throughput.json ({"format", "results": {device: {dtype: entry}}}), or None if never measured."""
         if not self.throughput_path.exists():
             return None
-        data = json.loads(self.throughput_path.read_text())
+        data = read_json(self.throughput_path)
         if data.get("format") != THROUGHPUT_FORMAT:
             raise ValueError(f"{self.throughput_path}: format {data.get('format')!r}, expected {THROUGHPUT_FORMAT}")
         return data
@@ -204,7 +283,11 @@ def sweep_order(sweep_dir: str | Path) -> list[str]:
     path = Path(sweep_dir) / SWEEP_FILE
     if not path.exists():
         return []
-    data = json.loads(path.read_text())
+    try:
+        data = read_json(path)
+    except DamagedFileError as e:
+        warnings.warn(f"{e}; the runs are listed by name", DamagedRunWarning, stacklevel=3)
+        return []
     return list(data["run_ids"]) if data.get("format") == SWEEP_FORMAT else []
 
 
@@ -227,3 +310,25 @@ def run_dirs(sweep_dir: str | Path) -> list[RunDir]:
         key=lambda p: (rank.get(p.name, len(rank)), p.name),
     )
     return [RunDir(p) for p in paths]
+
+
+def readable_runs(sweep_dir: str | Path, finished: bool = True, stacklevel: int = 3) -> list[RunDir]:
+    """The run directories of a sweep (`run_dirs`, in its order) whose files all read: the finished
+    ones, or (finished=False) every one. Each damaged directory is left out with a DamagedRunWarning
+    naming the file and why (see `RunDir.damage`), as is a directory with a result.json but no
+    config.json."""
+    sweep_dir = Path(sweep_dir)
+    runs = run_dirs(sweep_dir)
+    orphans = sorted(
+        p for p in sweep_dir.iterdir() if (p / "result.json").exists() and not (p / "config.json").exists()
+    )
+    readable = []
+    for run in [*runs, *map(RunDir, orphans)]:
+        if finished and not run.result_path.exists():
+            continue
+        why = run.damage()
+        if why is not None:
+            warnings.warn(f"{why}; the run is left out", DamagedRunWarning, stacklevel=stacklevel)
+            continue
+        readable.append(run)
+    return readable

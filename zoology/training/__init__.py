@@ -5,6 +5,6 @@ Nothing here knows of run directories: the loop reports each epoch's record and 
 to its callbacks and returns the result; `zoology.runner` records them.
 """
 
-from zoology.training.loop import Callbacks, train
+from zoology.training.loop import Callbacks, Diverged, train
 
-__all__ = ["Callbacks", "train"]
+__all__ = ["Callbacks", "Diverged", "train"]

@@ -11,10 +11,16 @@ An epoch's record holds the test segments' loss and accuracy as `valid_loss`, `v
 and loss. The result's `last` and `best` (the epoch of the highest test accuracy) are test numbers;
 with `data.valid`, `selected` holds the test numbers of the epoch with the highest validation token
 accuracy (the checkpoint a run reports), and early stopping watches that validation token accuracy.
+
+A run whose loss is not finite (NaN or infinite) diverged: the epoch's summed training loss, read
+once per epoch as it is anyway, and the test (and validation) loss are checked when the epoch ends,
+so the step keeps no host synchronisation. The epoch's record, with `status: "diverged"`, goes to
+the callbacks, and `train` raises `Diverged("diverged at epoch N (loss nan)")`, N counted from 1.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +30,7 @@ import torch
 import zoology
 from zoology.config import TrainConfig
 from zoology.data import Batches, DeviceSegment, load_segment, segment_seed
+from zoology.errors import UserError
 from zoology.model import LanguageModel
 from zoology.training import checkpoint
 from zoology.training.capture import CAPTURE_LOCK, SEEDING, run_stream
@@ -35,6 +42,20 @@ from zoology.utils import pick_device
 COMPILE_MIN_STEPS = 5000
 """compile="auto" compiles runs of at least this many steps: compiling costs about 55 s with a cold
 cache and 7 s with a warm one and saves 1–2 ms per step on an H100 (zoology.bench train)."""
+
+
+class Diverged(UserError):
+    """Training stopped because a loss was not finite at the end of an epoch; the message is the reason,
+    e.g. 'diverged at epoch 3 (loss nan)'."""
+
+
+def non_finite_loss(record: dict) -> str | None:
+    """Which loss of an epoch's record is NaN or infinite, with its value ('loss nan', 'test loss inf',
+    'validation loss nan'; the training loss first), or None if all are finite."""
+    losses = [("loss", record["train_loss"]), ("test loss", record["valid_loss"])]
+    if "validation" in record:
+        losses.append(("validation loss", record["validation"]["loss"]))
+    return next((f"{what} {value}" for what, value in losses if not math.isfinite(value)), None)
 
 
 @dataclass
@@ -192,6 +213,13 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Callbacks, resu
             held_out = validation()
             record["validation"] = {k: held_out[k] for k in ("acc", "token_acc", "macro_acc", "loss")}
             record["eval_time"] = time.perf_counter() - epoch_start - epoch_time
+        diverged = non_finite_loss(record)
+        if diverged is not None:
+            callbacks.epoch({**record, "status": "diverged"})
+            for part in (step, evaluation, validation):
+                if part is not None:
+                    part.release()
+            raise Diverged(f"diverged at epoch {epoch + 1} ({diverged})")
         history.append(record)
         if progress["best"] is None or record["valid_acc"] > progress["best"]["valid_acc"]:
             progress["best"] = record
