@@ -283,14 +283,14 @@ class TrainConfig(_Strict):
     @classmethod
     def _check_device(cls, value: str) -> str:
         if not DEVICE_PATTERN.fullmatch(value):
-            raise ValueError(f"device={value!r}: use {DEVICE_CHOICES}")
+            raise ValueError(f"{value!r} is not a device: use {DEVICE_CHOICES}")
         return value
 
     @field_validator("betas")
     @classmethod
     def _check_betas(cls, value: tuple[float, float]) -> tuple[float, float]:
         if not all(0.0 <= b < 1.0 for b in value):
-            raise ValueError(f"betas={list(value)}: Adam's betas must each be in [0, 1), e.g. [0.9, 0.999]")
+            raise ValueError(f"Adam's betas must each be in [0, 1), e.g. [0.9, 0.999]; got {list(value)}")
         return value
 
     @model_validator(mode="after")

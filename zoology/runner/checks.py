@@ -49,8 +49,9 @@ def check_devices(devices: Iterable[tuple[str, str]], flag: str | None, fix: str
 
 def check_runs_dir(path: Path, create: bool = True) -> None:
     """--runs-dir (or the directory under it that a command writes) is, or can be made, a writable directory."""
-    if path.exists() and not path.is_dir():
-        raise UserError(f"--runs-dir: {path} is a file, not a directory")
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise UserError(f"--runs-dir: {existing} is a file, not a directory")
     if not create:
         return
     try:
