@@ -38,7 +38,7 @@ class Attention(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
-        self.check_args(d_model=d_model, num_heads=num_heads, dropout=dropout)
+        Attention.check_args(d_model=d_model, num_heads=num_heads, dropout=dropout)
         self.d_model, self.layer_idx = d_model, layer_idx
         self.num_heads, self.head_dim = num_heads, d_model // num_heads
         self.dropout = dropout

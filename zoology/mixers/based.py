@@ -68,7 +68,7 @@ class Based(nn.Module):
         chunk_size: int = 64,
     ):
         super().__init__()
-        self.check_args(
+        Based.check_args(
             d_model=d_model, num_heads=num_heads, feature_dim=feature_dim, eps=eps, view=view, chunk_size=chunk_size
         )
         self.d_model, self.layer_idx = d_model, layer_idx

@@ -60,7 +60,7 @@ class DeltaNet(nn.Module):
         backend: str = "auto",
     ):
         super().__init__()
-        self.check_args(
+        DeltaNet.check_args(
             d_model=d_model,
             num_heads=num_heads,
             expand_v=expand_v,

@@ -60,7 +60,7 @@ class GLA(nn.Module):
         backend: str = "auto",
     ):
         super().__init__()
-        self.check_args(
+        GLA.check_args(
             d_model=d_model,
             num_heads=num_heads,
             expand_k=expand_k,

@@ -59,7 +59,7 @@ class H3(nn.Module):
         dt_max: float = 1e-1,
     ):
         super().__init__()
-        self.check_args(d_model=d_model, d_state=d_state, head_dim=head_dim, dt_min=dt_min, dt_max=dt_max)
+        H3.check_args(d_model=d_model, d_state=d_state, head_dim=head_dim, dt_min=dt_min, dt_max=dt_max)
         self.d_model, self.layer_idx, self.d_state, self.head_dim = d_model, layer_idx, d_state, head_dim
         channels, modes = d_model * head_dim, d_state // 2
         self.qkv_proj = nn.Linear(d_model, 3 * d_model)

@@ -61,7 +61,7 @@ class Leap(nn.Module):
         chunk_size: int = 64,
     ):
         super().__init__()
-        self.check_args(
+        Leap.check_args(
             d_model=d_model,
             layer_idx=layer_idx,
             num_heads=num_heads,

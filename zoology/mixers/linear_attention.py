@@ -42,7 +42,7 @@ class LinearAttention(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
-        self.check_args(d_model=d_model, num_heads=num_heads, chunk_size=chunk_size)
+        LinearAttention.check_args(d_model=d_model, num_heads=num_heads, chunk_size=chunk_size)
         self.d_model, self.layer_idx = d_model, layer_idx
         self.num_heads, self.head_dim = num_heads, d_model // num_heads
         self.chunk_size = chunk_size

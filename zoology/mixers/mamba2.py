@@ -68,7 +68,7 @@ class Mamba2(nn.Module):
         backend: str = "auto",
     ):
         super().__init__()
-        self.check_args(
+        Mamba2.check_args(
             d_model=d_model,
             d_state=d_state,
             d_conv=d_conv,

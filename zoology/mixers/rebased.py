@@ -55,7 +55,7 @@ class ReBased(nn.Module):
         view: str = "auto",
     ):
         super().__init__()
-        self.check_args(
+        ReBased.check_args(
             d_model=d_model,
             num_heads=num_heads,
             feature_dim=feature_dim,

@@ -70,7 +70,7 @@ class RWKV7(nn.Module):
         backend: str = "auto",
     ):
         super().__init__()
-        self.check_args(
+        RWKV7.check_args(
             d_model=d_model,
             head_dim=head_dim,
             decay_low_rank_dim=decay_low_rank_dim,

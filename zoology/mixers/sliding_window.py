@@ -40,7 +40,9 @@ class SlidingWindowAttention(Attention):
         dropout: float = 0.0,
         bias: bool = True,
     ):
-        self.check_args(d_model=d_model, window_size=window_size, num_heads=num_heads, dropout=dropout)
+        SlidingWindowAttention.check_args(
+            d_model=d_model, window_size=window_size, num_heads=num_heads, dropout=dropout
+        )
         super().__init__(d_model, layer_idx=layer_idx, num_heads=num_heads, dropout=dropout, bias=bias)
         self.window_size = window_size
 
