@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from zoology.config import (
     PRESETS_DIR,
@@ -44,13 +44,14 @@ def _parse(source: str) -> Any:
     if source in PRESETS:
         return PRESETS[source]()
     try:
-        return read_yaml(resolve_preset(source))
+        preset = resolve_preset(source)
     except UserError:
         configs = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
         raise UserError(
             f"no file, data preset or config preset named {source!r}\n"
             f"  data presets: {', '.join(PRESETS)}\n  config presets: {', '.join(configs)}"
         ) from None
+    return read_yaml(preset)
 
 
 def _label(source: str) -> str:
@@ -86,7 +87,7 @@ def segments_of(source: str, seed: int | None, split: str) -> list[tuple[str, An
 
 def _segment(item: Any, label: str, index: str) -> Any:
     """One segment config from its mapping of fields."""
-    if not isinstance(item, dict):
+    if not isinstance(item, (dict, BaseModel)):
         raise UserError(
             f"{label}{': ' + index if index else ''}: a segment config must be a mapping of fields "
             f"(task: ..., input_seq_len: ..., ...), not {type(item).__name__} ({str(item)[:40]!r})"
