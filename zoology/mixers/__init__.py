@@ -117,6 +117,12 @@ def resolve(name: str) -> type[nn.Module]:
     return cls
 
 
+@functools.cache
+def _signature(cls: type) -> inspect.Signature:
+    """The constructor's signature (looked up once per class: configs check it on every build)."""
+    return inspect.signature(cls.__init__)
+
+
 def _located(error: Exception) -> str:
     """'SyntaxError: invalid syntax (my_mixer.py, line 3)', or 'RuntimeError: boom (my_mixer.py, line 9)'."""
     if isinstance(error, SyntaxError):
@@ -129,7 +135,7 @@ def _located(error: Exception) -> str:
 def check_kwargs(name: str, kwargs: dict[str, Any]) -> None:
     """Raise ValueError if `kwargs` cannot be passed to the mixer's constructor."""
     cls = resolve(name)
-    sig = inspect.signature(cls.__init__)
+    sig = _signature(cls)
     params = dict(list(sig.parameters.items())[1:])
     for reserved in RESERVED_KWARGS:
         if reserved in kwargs:
@@ -155,7 +161,7 @@ def check_args(name: str, d_model: int, layer_idx: int, kwargs: dict[str, Any]) 
     check = getattr(cls, "check_args", None)
     if check is None:
         return
-    bound = inspect.signature(cls.__init__).bind(None, d_model=d_model, layer_idx=layer_idx, **kwargs)
+    bound = _signature(cls).bind(None, d_model=d_model, layer_idx=layer_idx, **kwargs)
     bound.apply_defaults()
     arguments = dict(list(bound.arguments.items())[1:])
     for key, param in bound.signature.parameters.items():
@@ -169,7 +175,7 @@ def max_seq_len(name: str, kwargs: dict[str, Any]) -> int | None:
     for a mixer without one (any length)."""
     if "max_seq_len" in kwargs:
         return kwargs["max_seq_len"]
-    param = inspect.signature(resolve(name).__init__).parameters.get("max_seq_len")
+    param = _signature(resolve(name)).parameters.get("max_seq_len")
     return None if param is None or param.default is inspect.Parameter.empty else param.default
 
 
