@@ -3,6 +3,7 @@ from conftest import tiny_config
 from pydantic import ValidationError
 
 from zoology.config import TrainConfig
+from zoology.errors import UserError
 from zoology.mixers import build, names
 
 
@@ -46,10 +47,32 @@ def test_yaml_preset_with_overrides(tmp_path):
     config = TrainConfig.from_yaml("attention", ["model.d_model=48", "lr=1e-2", "model.mixers.1.kwargs.num_heads=2"])
     assert config.model.d_model == 48 and config.lr == 1e-2
     assert config.model.mixers[1].kwargs == {"num_heads": 2}
-    with pytest.raises(ValueError, match="must look like key.path=value"):
+    with pytest.raises(UserError, match="must look like key.path=value"):
         TrainConfig.from_yaml("attention", ["lr"])
-    with pytest.raises(FileNotFoundError, match="presets in"):
+    with pytest.raises(UserError, match="nor a preset of that name in .*attention"):
         TrainConfig.from_yaml("no_such_preset")
+    with pytest.raises(UserError, match=r"attention.yaml with --set model.d_model=0: model.d_model: .* \(got 0\)"):
+        TrainConfig.from_yaml("attention", ["model.d_model=0"])
+
+
+def test_what_a_run_would_fail_on_fails_when_the_config_is_built():
+    with pytest.raises(
+        ValidationError, match=r"mixers\[1\] \(attention\): num_heads=3 must be >= 1 and divide d_model=32"
+    ):
+        tiny_config({"model.mixers.1.kwargs": {"num_heads": 3}})
+    with pytest.raises(ValidationError, match=r"mixers\[0\] \(based\): num_heads=5"):
+        tiny_config({"model.mixers.0": {"name": "based", "kwargs": {"num_heads": 5}}})
+    with pytest.raises(ValidationError, match=r"schedule_layers=1 must exceed layer_idx=1"):
+        tiny_config({"model.mixers.1": {"name": "leap", "kwargs": {"schedule_layers": 1}}})
+    for betas in ([0.9, 1.0], [-0.1, 0.999]):
+        with pytest.raises(ValidationError, match=r"betas must each be in \[0, 1\)"):
+            tiny_config({"betas": betas})
+    segment = tiny_config().data.test[0].model_dump()
+    with pytest.raises(ValidationError, match=r"test\[0\] and test\[1\] are the same slice 'mqar-L32-N4'"):
+        tiny_config({"data.test": [segment, {**segment, "num_examples": 50}]})
+    with pytest.raises(ValidationError, match="'tpu' is not a device: use 'auto', 'cpu', 'cuda'"):
+        tiny_config({"device": "tpu"})
+    assert tiny_config({"betas": [0.0, 0.5], "device": "cuda:1"}).betas == (0.0, 0.5)
 
 
 def test_registry_builds_every_named_mixer():

@@ -12,6 +12,7 @@ from zoology.data.__main__ import main
 from zoology.data.mqar_overwrite import OverwriteMQARConfig
 from zoology.data.presets import tasks_demo
 from zoology.data.show import render_example, token_cells
+from zoology.errors import UserError
 
 SMALL = (
     "{task: mqar_overwrite, vocab_size: 64, input_seq_len: 32, num_kv_pairs: 4, num_overwrites: 2, num_examples: 20}"
@@ -91,11 +92,11 @@ def test_show_train_config_uses_the_run_seeds(tmp_path, capsys):
 
 
 def test_show_errors_are_clear(capsys):
-    with pytest.raises(SystemExit, match="(?s)data presets: .*based-fig2-test.*config presets: .*attention"):
+    with pytest.raises(UserError, match="(?s)data presets: .*based-fig2-test.*config presets: .*attention"):
         main(["show", "no-such-thing"])
-    with pytest.raises(SystemExit, match="num_overwrites=5 must be at most num_kv_pairs=4"):
+    with pytest.raises(UserError, match="num_overwrites=5 must be at most num_kv_pairs=4"):
         main(["show", SMALL.replace("num_overwrites: 2", "num_overwrites: 5")])
-    with pytest.raises(SystemExit, match="--segment 9"):
+    with pytest.raises(UserError, match="--segment 9"):
         main(["show", "tasks-demo", "--segment", "9"])
 
 

@@ -9,6 +9,7 @@ import torch
 from sweep_helpers import check_complete, finish, kill_group, launch, run_dir, tiny_config, trainings, write_sweep
 
 from zoology.config import TrainConfig
+from zoology.errors import UserError
 from zoology.results import load_model
 from zoology.runner.locks import RunLock
 from zoology.runner.ray import RayOptions, placement
@@ -115,9 +116,9 @@ def test_placement_gives_each_gpu_one_worker_training_k_runs_at_once():
     assert (p.num_gpus, p.device, p.workers, p.runs_per_worker) == (0.0, "cpu", 16, 1)
     p = placement(RayOptions(cpus_per_run=2), {"CPU": 5.0})
     assert (p.num_gpus, p.device, p.slots) == (0.0, "cpu", 2)
-    with pytest.raises(SystemExit, match="needs 8 CPUs"):
+    with pytest.raises(UserError, match="needs 8 CPUs"):
         placement(RayOptions(cpus_per_run=8), {"CPU": 2.0})
-    with pytest.raises(SystemExit, match="--runs-per-gpu=8 at --cpus-per-run=1 needs 8 CPUs per GPU"):
+    with pytest.raises(UserError, match="--runs-per-gpu=8 at --cpus-per-run=1 needs 8 CPUs per GPU"):
         placement(RayOptions(runs_per_gpu=8), {"CPU": 4.0, "GPU": 1.0})
 
 
@@ -132,5 +133,5 @@ def test_placement_gives_each_gpu_one_worker_training_k_runs_at_once():
     ],
 )
 def test_bad_ray_options_are_refused_with_the_flag_named(options, message):
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(UserError, match=message):
         RayOptions(**options)

@@ -6,12 +6,23 @@ the config is built, so a typo fails at launch, not hours into a sweep.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from zoology import mixers
 from zoology.data.ar import ARConfig
@@ -23,8 +34,10 @@ from zoology.data.mqar import MQARConfig
 from zoology.data.mqar_overwrite import OverwriteMQARConfig
 from zoology.data.noisy_recall import NoisyRecallConfig
 from zoology.data.presets import PRESETS_DIR
+from zoology.data.segment import slice_name
 from zoology.data.selective_copying import SelectiveCopyingConfig
 from zoology.data.text import TextConfig
+from zoology.errors import UserError
 from zoology.utils import content_hash
 
 
@@ -122,6 +135,16 @@ class ModelConfig(_Strict):
             raise ValueError("mlp='swiglu' needs an inner width: set mlp_width (or mlp_expand > 0)")
         return self
 
+    @model_validator(mode="after")
+    def _check_mixer_shapes(self) -> ModelConfig:
+        for i, mixer in enumerate(self.mixers):
+            for layer in range(i, self.n_layers, len(self.mixers)):
+                try:
+                    mixers.check_args(mixer.name, self.d_model, layer, mixer.kwargs)
+                except ValueError as e:
+                    raise ValueError(f"mixers[{i}] ({mixer.name}): {e}") from e
+        return self
+
     @property
     def inner_width(self) -> int:
         """The MLP's inner width; 0: no MLP."""
@@ -155,6 +178,20 @@ class DataConfig(_Strict):
 
     SPLITS: ClassVar[tuple[str, ...]] = ("train", "test", "valid")
 
+    @model_validator(mode="after")
+    def _check_distinct_slices(self) -> DataConfig:
+        for split in ("test", "valid"):
+            seen: dict[str, int] = {}
+            for i, segment in enumerate(getattr(self, split)):
+                name = slice_name(segment.slice_fields())
+                if name in seen:
+                    raise ValueError(
+                        f"{split}[{seen[name]}] and {split}[{i}] are the same slice {name!r} (accuracy is "
+                        f"reported per slice): make them differ in a field of the slice, or drop one"
+                    )
+                seen[name] = i
+        return self
+
     @property
     def max_seq_len(self) -> int:
         return max(s.input_seq_len for s in [*self.train, *self.test, *self.valid])
@@ -171,6 +208,10 @@ class LoggerConfig(_Strict):
     tags: list[str] = []
     mode: Literal["online", "offline", "disabled"] | None = Field(None, description="default: WANDB_MODE or online")
     dir: str | None = Field(None, description="where W&B writes its files; default: WANDB_DIR or the sweep directory")
+
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+DEVICE_CHOICES = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
 
 
 class TrainConfig(_Strict):
@@ -241,8 +282,15 @@ class TrainConfig(_Strict):
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
-        if value != "auto" and not (value == "cpu" or value.startswith(("cuda", "mps"))):
-            raise ValueError(f"device={value!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        if not DEVICE_PATTERN.fullmatch(value):
+            raise ValueError(f"{value!r} is not a device: use {DEVICE_CHOICES}")
+        return value
+
+    @field_validator("betas")
+    @classmethod
+    def _check_betas(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in value):
+            raise ValueError(f"Adam's betas must each be in [0, 1), e.g. [0.9, 0.999]; got {list(value)}")
         return value
 
     @model_validator(mode="after")
@@ -303,8 +351,17 @@ class TrainConfig(_Strict):
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-        """Load a YAML preset (a path, or a name in configs/) with `key.sub=value` overrides."""
-        return cls.from_yaml_dict(yaml.safe_load(resolve_preset(path).read_text()), overrides)
+        """Load a YAML preset (a path, or a name in configs/) with `key.sub=value` overrides; a mistake
+        raises a UserError naming the file and the line or field."""
+        file = resolve_preset(path)
+        data = read_yaml(file)
+        if not isinstance(data, dict):
+            raise UserError(f"{file}: must be a mapping of fields (model: ..., data: ...), not {_kind(data)}")
+        try:
+            return cls.from_yaml_dict(data, overrides)
+        except ValidationError as e:
+            source = f"{file} with --set {' '.join(overrides)}" if overrides else str(file)
+            raise UserError(describe_validation_error(e, source)) from e
 
     @classmethod
     def from_yaml_dict(cls, data: dict, overrides: list[str] | None = None) -> TrainConfig:
@@ -312,12 +369,18 @@ class TrainConfig(_Strict):
         for item in overrides or []:
             key, sep, raw = item.partition("=")
             if not sep:
-                raise ValueError(f"override {item!r} must look like key.path=value")
-            _set_path(data, key.strip(), yaml.safe_load(raw))
+                raise UserError(f"--set {item!r}: an override must look like key.path=value")
+            try:
+                _set_path(data, key.strip(), parse_yaml(raw, f"--set {item!r}"))
+            except UserError:
+                raise
+            except ValueError as e:
+                raise UserError(f"--set {item!r}: {e}") from e
         return cls.model_validate(data)
 
 
 def resolve_preset(path: str | Path) -> Path:
+    """`path` if it exists, else the preset of that name in configs/ (a UserError lists them)."""
     p = Path(path)
     if p.exists():
         return p
@@ -325,7 +388,101 @@ def resolve_preset(path: str | Path) -> Path:
         if candidate.exists():
             return candidate
     available = sorted(x.stem for x in PRESETS_DIR.glob("*.yaml"))
-    raise FileNotFoundError(f"no config {str(path)!r}; presets in {PRESETS_DIR}: {available}")
+    raise UserError(f"no config file {str(path)!r}, nor a preset of that name in {PRESETS_DIR}: {available}")
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """The YAML document `text`; a syntax error raises a UserError naming `source` and the line."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(p) for p in (getattr(e, "problem", None), getattr(e, "context", None)) if p)
+        raise UserError(f"{source}{where}: not valid YAML: {problem or e}") from e
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document in the file `path` (UserErrors name the file and line)."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read it ({getattr(e, 'strerror', None) or e})") from e
+    return parse_yaml(text, str(path))
+
+
+def _kind(data: Any) -> str:
+    if data is None:
+        return "an empty document"
+    return f"a {'list' if isinstance(data, list) else type(data).__name__} ({str(data)[:40]!r})"
+
+
+_SEGMENT_TYPES: dict[str, type[BaseModel]] = {
+    meta.tag: cls
+    for cls, *metadata in map(get_args, get_args(get_args(SegmentConfig)[0]))
+    for meta in metadata
+    if isinstance(meta, Tag)
+}
+"""Each segment config type by its `task` tag (pydantic puts the tag in an error's location)."""
+
+
+def describe_validation_error(error: ValidationError, source: str, prefix: str = "") -> str:
+    """One line per problem: `source: prefix<field path>: message`, e.g. `sweeps/x.py:7:
+    model.d_model: Input should be greater than or equal to 1 (got 0)`; an unknown field lists the
+    allowed ones."""
+    lines = []
+    for problem in error.errors():
+        loc = _location(problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        value = problem.get("input")
+        if problem["type"] == "extra_forbidden":
+            fields = _fields_at(error.title, problem["loc"])
+            message = f"unknown field {problem['loc'][-1]!r}" + (f"; allowed: {', '.join(fields)}" if fields else "")
+        elif problem["type"] not in ("value_error", "missing", "assertion_error") and not isinstance(
+            value, (dict, list, tuple)
+        ):
+            message += f" (got {str(value)[:60]!r})" if isinstance(value, str) else f" (got {value!r:.60})"
+        where = f"{prefix}{loc}"
+        lines.append(f"{source}: {where}: {message}" if where else f"{source}: {message}")
+    return "\n".join(lines)
+
+
+def _location(loc: tuple) -> str:
+    """('data', 'test', 0, 'mqar', 'num_kv_pairs') -> 'data.test[0].num_kv_pairs' (the task tag dropped)."""
+    out = ""
+    for i, key in enumerate(loc):
+        if isinstance(key, int):
+            out += f"[{key}]"
+        elif key in _SEGMENT_TYPES and (i == 0 or isinstance(loc[i - 1], int)):
+            continue
+        else:
+            out += f".{key}" if out else str(key)
+    return out
+
+
+def _fields_at(title: str, loc: tuple) -> list[str] | None:
+    """The fields allowed beside the last element of `loc` in the model named `title`, if known."""
+    node: type[BaseModel] | None = {c.__name__: c for c in (TrainConfig, ModelConfig, DataConfig, MixerConfig)}.get(
+        title
+    )
+    for i, key in enumerate(loc[:-1]):
+        if isinstance(key, int):
+            continue
+        if key in _SEGMENT_TYPES and (i == 0 or isinstance(loc[i - 1], int)):
+            node = _SEGMENT_TYPES[key]
+        elif node is not None and key in node.model_fields:
+            node = _model_in(node.model_fields[key].annotation)
+        else:
+            return None
+    return sorted(node.model_fields) if node is not None else None
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The one pydantic model inside a field's annotation (list[X], X | None, ...); None if not one."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    found = {m for arg in get_args(annotation) if (m := _model_in(arg)) is not None}
+    return found.pop() if len(found) == 1 else None
 
 
 def _set_path(data: dict, path: str, value: Any) -> None:

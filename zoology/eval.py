@@ -21,12 +21,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from zoology import results
 from zoology.config import TrainConfig
 from zoology.data import DeviceSegment, load_segment
 from zoology.data.__main__ import segments_of
+from zoology.errors import UserError, add_debug_flag, cli_main
+from zoology.runner.checks import check_device_flag, missing_device
 from zoology.runner.rundir import RunDir, Weights, run_dirs
 from zoology.training.evaluation import evaluate, perplexity
 from zoology.training.step import autocast
@@ -118,16 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", choices=("final", "best"), default="final", help="which kept weights")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     parser.add_argument("--batch-size", type=int, help="examples per evaluation batch (default: the run's)")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
+    check_device_flag(None if args.device == "auto" else args.device)
     try:
         segments = [config for source in args.test for _, config, _, _ in segments_of(source, None, "test")]
         runs = runs_of(args.runs)
-    except ValidationError as e:
-        print(f"error: --test is not a valid segment config\n{e}", file=sys.stderr)
-        return 2
     except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UserError(str(e)) from e
+    reason = missing_device(args.device)
+    if reason is not None:
+        raise UserError(f"--device {args.device}: {reason}; use --device cpu or auto")
     failed = 0
     for run in runs:
         try:
@@ -145,4 +146,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main))

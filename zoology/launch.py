@@ -25,8 +25,18 @@ import time
 from pathlib import Path
 
 from zoology.config import LoggerConfig
+from zoology.errors import UserError, add_debug_flag, cli_main
+from zoology.runner.checks import check_device_flag, check_devices, check_runs_dir
 from zoology.runner.claims import remove_stale_temps
-from zoology.runner.plan import load_sweep, no_match_message, plan, print_plan, report_damaged
+from zoology.runner.plan import (
+    compile_filter,
+    load_sweep,
+    matching,
+    no_match_message,
+    plan,
+    print_plan,
+    report_damaged,
+)
 from zoology.runner.progress import Progress, print_summary, summary_table
 from zoology.runner.rundir import write_sweep_order
 from zoology.runner.sequential import run_sequential
@@ -68,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     wandb_args.add_argument("--wandb-entity", metavar="NAME")
     wandb_args.add_argument("--wandb-group", metavar="NAME", help="default: the sweep name")
     wandb_args.add_argument("--wandb-mode", choices=("online", "offline", "disabled"))
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
+    check_device_flag(args.device)
+    if args.filter:
+        compile_filter(args.filter)
 
     ray_options = None
     if args.parallel:
@@ -84,12 +98,16 @@ def main(argv: list[str] | None = None) -> int:
             project=args.wandb_project, entity=args.wandb_entity, group=args.wandb_group, mode=args.wandb_mode
         )
         configs = [c.model_copy(update={"logger": logger}) for c in configs]
+    chosen = matching(configs, args.filter)
+    if not chosen:
+        raise UserError(no_match_message(configs, args.filter))
+    check_runs_dir(sweep_dir, create=not args.dry_run)
     planned = plan(configs, sweep_dir, force=args.force, pattern=args.filter)
-    if args.filter and not planned:
-        print(f"error: {no_match_message(configs, args.filter)}", file=sys.stderr)
-        return 2
     report_damaged(planned)
     todo = [p for p in planned if not p.done]
+    if ray_options is None:  # under -p the workers' devices are Ray's to assign
+        devices = [(args.device or p.config.device, f"{args.sweep}: run {p.config.name}") for p in todo]
+        check_devices(devices, args.device, "launch with --device cpu, or set device='auto' in the sweep")
     print(f"sweep {sweep_dir}: {len(planned)} runs, {len(planned) - len(todo)} finished, {len(todo)} to run")
     if args.dry_run:
         print_plan(planned, plan(configs, sweep_dir))
@@ -141,4 +159,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main))

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from zoology import analysis, results
+from zoology.errors import UserError, add_debug_flag, cli_main
 
 
 def default_output(args: argparse.Namespace) -> Path:
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--facet", metavar="COLUMN", help="one frontier panel per value of this results column")
     parser.add_argument("--no-labels", action="store_true", help="do not annotate frontier points")
     parser.add_argument("--title", help="figure title (default: the sweep directory's name)")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
 
     title = args.title if args.title is not None else args.sweep_dir.stem
@@ -108,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
     except (FileNotFoundError, ValueError) as e:
         message = str(e) if args.sweep_dir.suffix == ".csv" else str(e).replace("<sweep dir>", str(args.sweep_dir))
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+        raise UserError(message) from e
     output.parent.mkdir(parents=True, exist_ok=True)
     analysis.save(fig, output)
     print(output)
@@ -117,4 +118,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main))

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from zoology.config import TrainConfig
+from zoology.errors import add_debug_flag, cli_main
+from zoology.runner.checks import check_devices, check_runs_dir
 from zoology.runner.progress import epochs_note
 from zoology.runner.rundir import standalone_run
 from zoology.runner.sequential import train_run
@@ -31,8 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         help="override fields by dotted path, e.g. model.d_model=64 lr=3e-3",
     )
     parser.add_argument("--runs-dir", default="runs", help="results go to RUNS_DIR/train-<model family>/<run id>")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     config = TrainConfig.from_yaml(args.config, args.overrides)
+    check_devices([(config.device, str(args.config))], None, "use --set device=cpu (or auto)")
+    check_runs_dir(Path(args.runs_dir))
     run = standalone_run(args.runs_dir, config.model.family, config.run_id)
     print(f"{config.name}  run {config.run_id}  ->  {run.path}")
 
@@ -70,4 +76,4 @@ def epoch_report(records: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main))

@@ -7,6 +7,7 @@ import pkgutil
 import sys
 
 import zoology.bench
+from zoology.errors import UserError, cli_main
 
 
 def available() -> list[str]:
@@ -15,14 +16,13 @@ def available() -> list[str]:
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: python -m zoology.bench {{{','.join(available())}}} [args…]")
+        print(f"usage: python -m zoology.bench {{{','.join(available())}}} [args…] [--debug]")
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name not in available():
-        print(f"unknown benchmark {name!r}; available: {', '.join(available())}", file=sys.stderr)
-        return 2
+        raise UserError(f"unknown benchmark {name!r}; available: {', '.join(available())}")
     return importlib.import_module(f"zoology.bench.{name}").main(rest) or 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(cli_main(lambda: main(sys.argv[1:])))

@@ -39,6 +39,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -108,16 +109,33 @@ def resolve(name: str) -> type[nn.Module]:
         raise ValueError(
             f"unknown mixer {name!r}: cannot import module {module_name!r} ({e}); registered mixers are {names()}"
         ) from e
+    except Exception as e:  # the module exists but fails as it runs: the user's code, named with its error
+        raise ValueError(f"mixer {name!r}: importing module {module_name!r} raised {_located(e)}") from e
     cls = getattr(module, attr, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise ValueError(f"mixer {name!r}: {path!r} is not an nn.Module class")
     return cls
 
 
+@functools.cache
+def _signature(cls: type) -> inspect.Signature:
+    """The constructor's signature (looked up once per class: configs check it on every build)."""
+    return inspect.signature(cls.__init__)
+
+
+def _located(error: Exception) -> str:
+    """'SyntaxError: invalid syntax (my_mixer.py, line 3)', or 'RuntimeError: boom (my_mixer.py, line 9)'."""
+    if isinstance(error, SyntaxError):
+        return f"SyntaxError: {error}"
+    frame = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
+    where = f" ({frame.filename}, line {frame.lineno})" if frame else ""
+    return f"{type(error).__name__}: {error}{where}"
+
+
 def check_kwargs(name: str, kwargs: dict[str, Any]) -> None:
     """Raise ValueError if `kwargs` cannot be passed to the mixer's constructor."""
     cls = resolve(name)
-    sig = inspect.signature(cls.__init__)
+    sig = _signature(cls)
     params = dict(list(sig.parameters.items())[1:])
     for reserved in RESERVED_KWARGS:
         if reserved in kwargs:
@@ -135,12 +153,29 @@ def check_kwargs(name: str, kwargs: dict[str, Any]) -> None:
         raise ValueError(f"mixer {name!r}: {e}") from e
 
 
+def check_args(name: str, d_model: int, layer_idx: int, kwargs: dict[str, Any]) -> None:
+    """Raise ValueError if the mixer's own `check_args` (a static method, when it has one) rejects its
+    constructor arguments with these kwargs and their defaults: a head count that does not divide
+    d_model and the like, found when a config is built rather than when the run starts."""
+    cls = resolve(name)
+    check = getattr(cls, "check_args", None)
+    if check is None:
+        return
+    bound = _signature(cls).bind(None, d_model=d_model, layer_idx=layer_idx, **kwargs)
+    bound.apply_defaults()
+    arguments = dict(list(bound.arguments.items())[1:])
+    for key, param in bound.signature.parameters.items():
+        if param.kind is param.VAR_KEYWORD:
+            arguments.update(arguments.pop(key, {}))
+    check(**arguments)
+
+
 def max_seq_len(name: str, kwargs: dict[str, Any]) -> int | None:
     """The longest sequence the mixer accepts: its `max_seq_len` kwarg, else that parameter's default; None
     for a mixer without one (any length)."""
     if "max_seq_len" in kwargs:
         return kwargs["max_seq_len"]
-    param = inspect.signature(resolve(name).__init__).parameters.get("max_seq_len")
+    param = _signature(resolve(name)).parameters.get("max_seq_len")
     return None if param is None or param.default is inspect.Parameter.empty else param.default
 
 

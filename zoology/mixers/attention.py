@@ -21,6 +21,14 @@ class Attention(nn.Module):
 
     window_size: int | None = None  # keys a query sees (itself included); None: every earlier key
 
+    @staticmethod
+    def check_args(d_model, num_heads, dropout, **_) -> None:
+        """Raise ValueError for constructor arguments this mixer cannot take (checked when a config is built)."""
+        if num_heads < 1 or d_model % num_heads:
+            raise ValueError(f"num_heads={num_heads} must be >= 1 and divide d_model={d_model}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout={dropout} must be in [0, 1)")
+
     def __init__(
         self,
         d_model: int,
@@ -30,10 +38,7 @@ class Attention(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
-        if num_heads < 1 or d_model % num_heads:
-            raise ValueError(f"num_heads={num_heads} must be >= 1 and divide d_model={d_model}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout} must be in [0, 1)")
+        Attention.check_args(d_model=d_model, num_heads=num_heads, dropout=dropout)
         self.d_model, self.layer_idx = d_model, layer_idx
         self.num_heads, self.head_dim = num_heads, d_model // num_heads
         self.dropout = dropout

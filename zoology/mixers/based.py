@@ -43,6 +43,20 @@ class Based(nn.Module):
     in float32 (float64 for float64 inputs), as are all sums, also under bf16 autocast.
     """
 
+    @staticmethod
+    def check_args(d_model, num_heads, feature_dim, eps, view, chunk_size, **_) -> None:
+        """Raise ValueError for constructor arguments this mixer cannot take (checked when a config is built)."""
+        if num_heads < 1 or d_model % num_heads:
+            raise ValueError(f"num_heads={num_heads} must be >= 1 and divide d_model={d_model}")
+        if feature_dim < 1:
+            raise ValueError(f"feature_dim={feature_dim} must be >= 1")
+        if not eps >= 0:
+            raise ValueError(f"eps={eps} must be >= 0")
+        if view not in VIEWS:
+            raise ValueError(f"view={view!r} must be one of {list(VIEWS)}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size={chunk_size} must be >= 1")
+
     def __init__(
         self,
         d_model: int,
@@ -54,16 +68,9 @@ class Based(nn.Module):
         chunk_size: int = 64,
     ):
         super().__init__()
-        if num_heads < 1 or d_model % num_heads:
-            raise ValueError(f"num_heads={num_heads} must be >= 1 and divide d_model={d_model}")
-        if feature_dim < 1:
-            raise ValueError(f"feature_dim={feature_dim} must be >= 1")
-        if not eps >= 0:
-            raise ValueError(f"eps={eps} must be >= 0")
-        if view not in VIEWS:
-            raise ValueError(f"view={view!r} must be one of {list(VIEWS)}")
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size={chunk_size} must be >= 1")
+        Based.check_args(
+            d_model=d_model, num_heads=num_heads, feature_dim=feature_dim, eps=eps, view=view, chunk_size=chunk_size
+        )
         self.d_model, self.layer_idx = d_model, layer_idx
         self.feature_dim, self.num_heads, self.head_dim = feature_dim, num_heads, d_model // num_heads
         self.eps, self.view, self.chunk_size = eps, view, chunk_size

@@ -30,18 +30,9 @@ class DeltaNet(nn.Module):
     gated = False
     """Whether the fla kernel is one fla refuses on some devices (fla_support.gated_backward_refused)."""
 
-    def __init__(
-        self,
-        d_model: int,
-        layer_idx: int = 0,
-        num_heads: int = 2,
-        expand_v: float = 1.0,
-        conv_size: int = 4,
-        norm_eps: float = 1e-5,
-        chunk_size: int | None = None,
-        backend: str = "auto",
-    ):
-        super().__init__()
+    @staticmethod
+    def check_args(d_model, num_heads, expand_v, conv_size, norm_eps, chunk_size, **_) -> None:
+        """Raise ValueError for constructor arguments this mixer cannot take (checked when a config is built)."""
         if not isinstance(num_heads, int) or num_heads < 1 or d_model % num_heads:
             raise ValueError(f"num_heads={num_heads!r} must be an integer >= 1 that divides d_model={d_model}")
         head_v = expand_v * d_model / num_heads
@@ -56,6 +47,28 @@ class DeltaNet(nn.Module):
             raise ValueError(f"norm_eps={norm_eps!r} must be > 0")
         if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
             raise ValueError(f"chunk_size={chunk_size!r} must be None (automatic) or an integer >= 1")
+
+    def __init__(
+        self,
+        d_model: int,
+        layer_idx: int = 0,
+        num_heads: int = 2,
+        expand_v: float = 1.0,
+        conv_size: int = 4,
+        norm_eps: float = 1e-5,
+        chunk_size: int | None = None,
+        backend: str = "auto",
+    ):
+        super().__init__()
+        DeltaNet.check_args(
+            d_model=d_model,
+            num_heads=num_heads,
+            expand_v=expand_v,
+            conv_size=conv_size,
+            norm_eps=norm_eps,
+            chunk_size=chunk_size,
+        )
+        head_v = expand_v * d_model / num_heads
         self.d_model, self.layer_idx = d_model, layer_idx
         self.num_heads, self.head_k, self.head_v = num_heads, d_model // num_heads, int(head_v)
         self.head_dims = {"key": self.head_k, "value": self.head_v}

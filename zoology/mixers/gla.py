@@ -23,20 +23,11 @@ class GLA(nn.Module):
     channel computed as differences of cumulative log-decays), or on CUDA fla-core's chunk_gla (`backend`).
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        layer_idx: int = 0,
-        num_heads: int = 2,
-        expand_k: float = 0.5,
-        expand_v: float = 1.0,
-        gate_low_rank_dim: int = 16,
-        gate_logit_normalizer: float = 16.0,
-        norm_eps: float = 1e-5,
-        chunk_size: int | None = None,
-        backend: str = "auto",
-    ):
-        super().__init__()
+    @staticmethod
+    def check_args(
+        d_model, num_heads, expand_k, expand_v, gate_low_rank_dim, gate_logit_normalizer, norm_eps, chunk_size, **_
+    ) -> None:
+        """Raise ValueError for constructor arguments this mixer cannot take (checked when a config is built)."""
         if not isinstance(num_heads, int) or num_heads < 1:
             raise ValueError(f"num_heads={num_heads!r} must be an integer >= 1")
         for name, expand in (("expand_k", expand_k), ("expand_v", expand_v)):
@@ -54,6 +45,31 @@ class GLA(nn.Module):
             raise ValueError(f"norm_eps={norm_eps!r} must be > 0")
         if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
             raise ValueError(f"chunk_size={chunk_size!r} must be None (automatic) or an integer >= 1")
+
+    def __init__(
+        self,
+        d_model: int,
+        layer_idx: int = 0,
+        num_heads: int = 2,
+        expand_k: float = 0.5,
+        expand_v: float = 1.0,
+        gate_low_rank_dim: int = 16,
+        gate_logit_normalizer: float = 16.0,
+        norm_eps: float = 1e-5,
+        chunk_size: int | None = None,
+        backend: str = "auto",
+    ):
+        super().__init__()
+        GLA.check_args(
+            d_model=d_model,
+            num_heads=num_heads,
+            expand_k=expand_k,
+            expand_v=expand_v,
+            gate_low_rank_dim=gate_low_rank_dim,
+            gate_logit_normalizer=gate_logit_normalizer,
+            norm_eps=norm_eps,
+            chunk_size=chunk_size,
+        )
         self.d_model, self.layer_idx, self.num_heads = d_model, layer_idx, num_heads
         self.head_k, self.head_v = int(expand_k * d_model) // num_heads, int(expand_v * d_model) // num_heads
         self.head_dims = {"key": self.head_k, "value": self.head_v}

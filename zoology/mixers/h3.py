@@ -39,6 +39,16 @@ class H3(nn.Module):
     reals): d·N·(1 + head_dim), 3·d·N at head_dim 2, at every t.
     """
 
+    @staticmethod
+    def check_args(d_model, d_state, head_dim, dt_min, dt_max, **_) -> None:
+        """Raise ValueError for constructor arguments this mixer cannot take (checked when a config is built)."""
+        if not isinstance(d_state, int) or d_state < 2 or d_state % 2:
+            raise ValueError(f"d_state={d_state!r} must be an even integer >= 2 (N/2 complex modes)")
+        if not isinstance(head_dim, int) or head_dim < 1 or d_model % head_dim:
+            raise ValueError(f"head_dim={head_dim!r} must be an integer >= 1 dividing d_model={d_model}")
+        if not 0 < dt_min <= dt_max:
+            raise ValueError(f"dt_min={dt_min}, dt_max={dt_max}: need 0 < dt_min <= dt_max")
+
     def __init__(
         self,
         d_model: int,
@@ -49,12 +59,7 @@ class H3(nn.Module):
         dt_max: float = 1e-1,
     ):
         super().__init__()
-        if not isinstance(d_state, int) or d_state < 2 or d_state % 2:
-            raise ValueError(f"d_state={d_state!r} must be an even integer >= 2 (N/2 complex modes)")
-        if not isinstance(head_dim, int) or head_dim < 1 or d_model % head_dim:
-            raise ValueError(f"head_dim={head_dim!r} must be an integer >= 1 dividing d_model={d_model}")
-        if not 0 < dt_min <= dt_max:
-            raise ValueError(f"dt_min={dt_min}, dt_max={dt_max}: need 0 < dt_min <= dt_max")
+        H3.check_args(d_model=d_model, d_state=d_state, head_dim=head_dim, dt_min=dt_min, dt_max=dt_max)
         self.d_model, self.layer_idx, self.d_state, self.head_dim = d_model, layer_idx, d_state, head_dim
         channels, modes = d_model * head_dim, d_state // 2
         self.qkv_proj = nn.Linear(d_model, 3 * d_model)

@@ -36,6 +36,21 @@ class Leap(nn.Module):
     windowed, the last min(t, w−1) pooled vectors (d_model each; their α is recomputed).
     """
 
+    @staticmethod
+    def check_args(d_model, layer_idx, num_heads, window_size, schedule_layers, chunk_size, **_) -> None:
+        """Raise ValueError for constructor arguments this mixer cannot take (checked when a config is built)."""
+        if num_heads < 1 or d_model % num_heads:
+            raise ValueError(f"num_heads={num_heads} must be >= 1 and divide d_model={d_model}")
+        if window_size is not None and window_size < 1:
+            raise ValueError(f"window_size={window_size} must be >= 1, or None for global pooling")
+        if schedule_layers is not None:
+            if window_size is not None:
+                raise ValueError("set window_size or schedule_layers, not both")
+            if not 0 <= layer_idx < schedule_layers:
+                raise ValueError(f"schedule_layers={schedule_layers} must exceed layer_idx={layer_idx}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size={chunk_size} must be >= 1")
+
     def __init__(
         self,
         d_model: int,
@@ -46,18 +61,16 @@ class Leap(nn.Module):
         chunk_size: int = 64,
     ):
         super().__init__()
-        if num_heads < 1 or d_model % num_heads:
-            raise ValueError(f"num_heads={num_heads} must be >= 1 and divide d_model={d_model}")
-        if window_size is not None and window_size < 1:
-            raise ValueError(f"window_size={window_size} must be >= 1, or None for global pooling")
+        Leap.check_args(
+            d_model=d_model,
+            layer_idx=layer_idx,
+            num_heads=num_heads,
+            window_size=window_size,
+            schedule_layers=schedule_layers,
+            chunk_size=chunk_size,
+        )
         if schedule_layers is not None:
-            if window_size is not None:
-                raise ValueError("set window_size or schedule_layers, not both")
-            if not 0 <= layer_idx < schedule_layers:
-                raise ValueError(f"schedule_layers={schedule_layers} must exceed layer_idx={layer_idx}")
             window_size = None if layer_idx == schedule_layers - 1 else 4 * 2**layer_idx
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size={chunk_size} must be >= 1")
         self.d_model, self.layer_idx = d_model, layer_idx
         self.num_heads, self.head_dim = num_heads, d_model // num_heads
         self.window_size, self.chunk_size = window_size, chunk_size

@@ -25,6 +25,14 @@ class LinearAttention(nn.Module):
     under autocast.
     """
 
+    @staticmethod
+    def check_args(d_model, num_heads, chunk_size, **_) -> None:
+        """Raise ValueError for constructor arguments this mixer cannot take (checked when a config is built)."""
+        if num_heads < 1 or d_model % num_heads:
+            raise ValueError(f"num_heads={num_heads} must be >= 1 and divide d_model={d_model}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size={chunk_size} must be >= 1")
+
     def __init__(
         self,
         d_model: int,
@@ -34,10 +42,7 @@ class LinearAttention(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
-        if num_heads < 1 or d_model % num_heads:
-            raise ValueError(f"num_heads={num_heads} must be >= 1 and divide d_model={d_model}")
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size={chunk_size} must be >= 1")
+        LinearAttention.check_args(d_model=d_model, num_heads=num_heads, chunk_size=chunk_size)
         self.d_model, self.layer_idx = d_model, layer_idx
         self.num_heads, self.head_dim = num_heads, d_model // num_heads
         self.chunk_size = chunk_size

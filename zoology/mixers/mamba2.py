@@ -31,6 +31,27 @@ class Mamba2(nn.Module):
     the head's gate on every key channel (`backend`).
     """
 
+    @staticmethod
+    def check_args(
+        d_model, d_state, d_conv, expand, head_dim, dt_min, dt_max, dt_init_floor, norm_eps, chunk_size, **_
+    ) -> None:
+        """Raise ValueError for constructor arguments this mixer cannot take (checked when a config is built)."""
+        for name, value in (("d_state", d_state), ("d_conv", d_conv), ("expand", expand)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} must be an integer >= 1")
+        head_dim = min(64, expand * d_model) if head_dim is None else head_dim
+        if not isinstance(head_dim, int) or head_dim < 1 or (expand * d_model) % head_dim:
+            raise ValueError(
+                f"head_dim={head_dim!r} must be None (64) or an integer >= 1 that divides d_inner = expand·d_model "
+                f"= {expand * d_model}"
+            )
+        if not 0 < dt_min <= dt_max:
+            raise ValueError(f"dt_min={dt_min}, dt_max={dt_max}: need 0 < dt_min <= dt_max")
+        if not dt_init_floor > 0 or not norm_eps > 0:
+            raise ValueError(f"dt_init_floor={dt_init_floor} and norm_eps={norm_eps} must be > 0")
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ValueError(f"chunk_size={chunk_size!r} must be None (automatic) or an integer >= 1")
+
     def __init__(
         self,
         d_model: int,
@@ -47,21 +68,19 @@ class Mamba2(nn.Module):
         backend: str = "auto",
     ):
         super().__init__()
-        for name, value in (("d_state", d_state), ("d_conv", d_conv), ("expand", expand)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be an integer >= 1")
+        Mamba2.check_args(
+            d_model=d_model,
+            d_state=d_state,
+            d_conv=d_conv,
+            expand=expand,
+            head_dim=head_dim,
+            dt_min=dt_min,
+            dt_max=dt_max,
+            dt_init_floor=dt_init_floor,
+            norm_eps=norm_eps,
+            chunk_size=chunk_size,
+        )
         head_dim = min(64, expand * d_model) if head_dim is None else head_dim
-        if not isinstance(head_dim, int) or head_dim < 1 or (expand * d_model) % head_dim:
-            raise ValueError(
-                f"head_dim={head_dim!r} must be None (64) or an integer >= 1 that divides d_inner = expand·d_model "
-                f"= {expand * d_model}"
-            )
-        if not 0 < dt_min <= dt_max:
-            raise ValueError(f"dt_min={dt_min}, dt_max={dt_max}: need 0 < dt_min <= dt_max")
-        if not dt_init_floor > 0 or not norm_eps > 0:
-            raise ValueError(f"dt_init_floor={dt_init_floor} and norm_eps={norm_eps} must be > 0")
-        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-            raise ValueError(f"chunk_size={chunk_size!r} must be None (automatic) or an integer >= 1")
         fla_support.check_backend(backend, {"d_state": d_state, "head_dim": head_dim})
         self.d_model, self.layer_idx = d_model, layer_idx
         self.d_inner, self.d_state, self.d_conv, self.head_dim = expand * d_model, d_state, d_conv, head_dim

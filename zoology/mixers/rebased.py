@@ -29,6 +29,20 @@ class ReBased(nn.Module):
     CPU under TRITON_INTERPRET=1); "auto" (default): fused for CUDA tensors when triton imports, else chunked.
     """
 
+    @staticmethod
+    def check_args(d_model, num_heads, feature_dim, eps, layer_norm_eps, chunk_size, view, **_) -> None:
+        """Raise ValueError for constructor arguments this mixer cannot take (checked when a config is built)."""
+        if num_heads < 1 or d_model % num_heads:
+            raise ValueError(f"num_heads={num_heads} must be >= 1 and divide d_model={d_model}")
+        if feature_dim < 1:
+            raise ValueError(f"feature_dim={feature_dim} must be >= 1")
+        if eps < 0 or layer_norm_eps <= 0:
+            raise ValueError(f"eps={eps} must be >= 0 and layer_norm_eps={layer_norm_eps} > 0")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size={chunk_size} must be >= 1")
+        if view not in VIEWS:
+            raise ValueError(f"view={view!r} must be one of {list(VIEWS)}")
+
     def __init__(
         self,
         d_model: int,
@@ -41,16 +55,15 @@ class ReBased(nn.Module):
         view: str = "auto",
     ):
         super().__init__()
-        if num_heads < 1 or d_model % num_heads:
-            raise ValueError(f"num_heads={num_heads} must be >= 1 and divide d_model={d_model}")
-        if feature_dim < 1:
-            raise ValueError(f"feature_dim={feature_dim} must be >= 1")
-        if eps < 0 or layer_norm_eps <= 0:
-            raise ValueError(f"eps={eps} must be >= 0 and layer_norm_eps={layer_norm_eps} > 0")
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size={chunk_size} must be >= 1")
-        if view not in VIEWS:
-            raise ValueError(f"view={view!r} must be one of {list(VIEWS)}")
+        ReBased.check_args(
+            d_model=d_model,
+            num_heads=num_heads,
+            feature_dim=feature_dim,
+            eps=eps,
+            layer_norm_eps=layer_norm_eps,
+            chunk_size=chunk_size,
+            view=view,
+        )
         self.d_model, self.layer_idx = d_model, layer_idx
         self.num_heads, self.head_dim, self.feature_dim = num_heads, d_model // num_heads, feature_dim
         self.expanded_dim = feature_dim * (feature_dim + 1) // 2

@@ -35,19 +35,11 @@ class RWKV7(nn.Module):
     (a = −κ̂, b = κ̂ ⊙ a), or on CUDA fla-core's chunk_rwkv7 with the same a, b (`backend`).
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        layer_idx: int = 0,
-        head_dim: int | None = None,
-        decay_low_rank_dim: int = 16,
-        a_low_rank_dim: int = 16,
-        gate_low_rank_dim: int = 32,
-        norm_eps: float = 1e-5,
-        chunk_size: int | None = None,
-        backend: str = "auto",
-    ):
-        super().__init__()
+    @staticmethod
+    def check_args(
+        d_model, head_dim, decay_low_rank_dim, a_low_rank_dim, gate_low_rank_dim, norm_eps, chunk_size, **_
+    ) -> None:
+        """Raise ValueError for constructor arguments this mixer cannot take (checked when a config is built)."""
         head_dim = min(64, d_model) if head_dim is None else head_dim
         if not isinstance(head_dim, int) or head_dim < 1 or d_model % head_dim:
             raise ValueError(
@@ -64,6 +56,30 @@ class RWKV7(nn.Module):
             raise ValueError(f"norm_eps={norm_eps!r} must be > 0")
         if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
             raise ValueError(f"chunk_size={chunk_size!r} must be None (automatic) or an integer >= 1")
+
+    def __init__(
+        self,
+        d_model: int,
+        layer_idx: int = 0,
+        head_dim: int | None = None,
+        decay_low_rank_dim: int = 16,
+        a_low_rank_dim: int = 16,
+        gate_low_rank_dim: int = 32,
+        norm_eps: float = 1e-5,
+        chunk_size: int | None = None,
+        backend: str = "auto",
+    ):
+        super().__init__()
+        RWKV7.check_args(
+            d_model=d_model,
+            head_dim=head_dim,
+            decay_low_rank_dim=decay_low_rank_dim,
+            a_low_rank_dim=a_low_rank_dim,
+            gate_low_rank_dim=gate_low_rank_dim,
+            norm_eps=norm_eps,
+            chunk_size=chunk_size,
+        )
+        head_dim = min(64, d_model) if head_dim is None else head_dim
         fla_support.check_backend(backend, {"head_dim": head_dim})
         self.d_model, self.layer_idx = d_model, layer_idx
         self.head_dim, self.num_heads = head_dim, d_model // head_dim

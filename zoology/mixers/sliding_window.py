@@ -24,6 +24,13 @@ class SlidingWindowAttention(Attention):
     like l·c, not l².
     """
 
+    @staticmethod
+    def check_args(d_model, window_size, num_heads, dropout, **_) -> None:
+        """Raise ValueError for constructor arguments this mixer cannot take (checked when a config is built)."""
+        if window_size < 1:
+            raise ValueError(f"window_size={window_size} must be >= 1")
+        Attention.check_args(d_model=d_model, num_heads=num_heads, dropout=dropout)
+
     def __init__(
         self,
         d_model: int,
@@ -33,8 +40,9 @@ class SlidingWindowAttention(Attention):
         dropout: float = 0.0,
         bias: bool = True,
     ):
-        if window_size < 1:
-            raise ValueError(f"window_size={window_size} must be >= 1")
+        SlidingWindowAttention.check_args(
+            d_model=d_model, window_size=window_size, num_heads=num_heads, dropout=dropout
+        )
         super().__init__(d_model, layer_idx=layer_idx, num_heads=num_heads, dropout=dropout, bias=bias)
         self.window_size = window_size
 

@@ -6,10 +6,16 @@ from __future__ import annotations
 import re
 import runpy
 import sys
+import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from zoology.config import TrainConfig
+from pydantic import ValidationError
+
+from zoology.config import TrainConfig, describe_validation_error
+from zoology.errors import UserError, warn
 from zoology.runner.locks import RunLock
 from zoology.runner.rundir import TRAINING_FILES, RunDir
 
@@ -22,28 +28,81 @@ class Planned:
 
 
 def load_sweep(path: str | Path) -> list[TrainConfig]:
-    """The `configs` list of a sweep file, deduplicated by run id (first one wins)."""
-    path = Path(path)
+    """The `configs` list of a sweep file, deduplicated by run id (first one wins, and a warning on
+    stderr says how many collapsed); a mistake in the file raises a UserError naming it."""
+    configs = sweep_configs(Path(path))
+    unique: dict[str, int] = {}
+    for i, c in enumerate(configs):
+        unique.setdefault(c.run_id, i)
+    collapsed = [(i, unique[c.run_id]) for i, c in enumerate(configs) if unique[c.run_id] != i]
+    if collapsed:
+        i, first = collapsed[0]
+        warn(
+            f"{path}: {len(collapsed)} of {len(configs)} configs collapse into others with the same run id "
+            f"(they differ at most in launch fields such as name or device), e.g. configs[{i}] into "
+            f"configs[{first}] ({configs[first].name}): {len(unique)} run(s) remain"
+        )
+    return [configs[i] for i in unique.values()]
+
+
+def sweep_configs(path: Path) -> list[TrainConfig]:
+    """The sweep file's `configs`, checked to be a non-empty list of TrainConfig."""
     if not path.is_file():
-        raise FileNotFoundError(f"no sweep file {str(path)!r}")
-    namespace = runpy.run_path(str(path), run_name="__sweep__")
-    configs = namespace.get("configs")
-    if configs is None:
-        raise ValueError(f"{path}: a sweep file must define `configs = [TrainConfig(...), ...]`")
+        raise UserError(f"no sweep file {str(path)!r}" + (" (it is a directory)" if path.is_dir() else ""))
+    namespace = run_sweep_file(path)
+    if "configs" not in namespace:
+        raise UserError(f"{path}: a sweep file must define `configs = [TrainConfig(...), ...]`")
+    configs = namespace["configs"]
+    if isinstance(configs, TrainConfig):
+        raise UserError(f"{path}: configs is one TrainConfig ({configs.name}), not a list: write configs = [...]")
+    if isinstance(configs, (str, bytes, dict)) or not isinstance(configs, Iterable):
+        raise UserError(
+            f"{path}: configs must be a list of TrainConfig, not {type(configs).__name__} ({configs!r:.60})"
+        )
     configs = list(configs)
-    bad = [i for i, c in enumerate(configs) if not isinstance(c, TrainConfig)]
-    if bad:
-        raise TypeError(f"{path}: configs[{bad[0]}] is a {type(configs[bad[0]]).__name__}, not a TrainConfig")
-    unique = {}
-    for c in configs:
-        unique.setdefault(c.run_id, c)
-    return list(unique.values())
+    if not configs:
+        raise UserError(f"{path}: configs is empty: the sweep has no runs")
+    for i, c in enumerate(configs):
+        if not isinstance(c, TrainConfig):
+            raise UserError(
+                f"{path}: configs[{i}] is a {type(c).__name__} ({c!r:.60}), not a TrainConfig "
+                "(build it with TrainConfig(...) or TrainConfig.model_validate(...))"
+            )
+    return configs
+
+
+def run_sweep_file(path: Path) -> dict[str, Any]:
+    """The namespace of the sweep file run as a script; an exception it raises becomes a UserError
+    naming the file and the line (--debug shows the traceback)."""
+    try:
+        return runpy.run_path(str(path), run_name="__sweep__")
+    except SyntaxError as e:
+        raise UserError(f"{e.filename}:{e.lineno}: SyntaxError: {e.msg}") from e
+    except ValidationError as e:
+        raise UserError(describe_validation_error(e, _where(path, e))) from e
+    except Exception as e:
+        raise UserError(f"{_where(path, e)}: {type(e).__name__}: {e}") from e
+
+
+def _where(path: Path, error: BaseException) -> str:
+    """'sweeps/x.py:12': the last line of the sweep file that the error passed through."""
+    resolved = path.resolve()
+    lines = [f.lineno for f in traceback.extract_tb(error.__traceback__) if Path(f.filename).resolve() == resolved]
+    return f"{path}:{lines[-1]}" if lines else str(path)
 
 
 def matching(configs: list[TrainConfig], pattern: str | None) -> list[TrainConfig]:
     """The configs whose name matches `pattern` (re.search); all of them without one."""
-    regex = re.compile(pattern) if pattern else None
+    regex = compile_filter(pattern) if pattern else None
     return [c for c in configs if regex is None or regex.search(c.name)]
+
+
+def compile_filter(pattern: str) -> re.Pattern:
+    """--filter's regular expression (a UserError says why it is not one)."""
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise UserError(f"--filter {pattern!r} is not a regular expression: {e}") from e
 
 
 def no_match_message(configs: list[TrainConfig], pattern: str) -> str:

@@ -31,6 +31,7 @@ import threading
 from dataclasses import dataclass
 
 from zoology.config import TrainConfig
+from zoology.errors import UserError
 from zoology.runner.claims import claim_in_turn
 from zoology.runner.plan import Planned
 from zoology.runner.progress import Progress
@@ -43,7 +44,7 @@ def require_ray() -> None:
     try:
         import ray  # noqa: F401
     except ImportError as e:
-        raise SystemExit(
+        raise UserError(
             "-p runs configs on Ray workers and needs Ray: pip install 'zoology[parallel]' (or pip install ray)"
         ) from e
 
@@ -59,15 +60,15 @@ class RayOptions:
 
     def __post_init__(self) -> None:
         if not 1 <= self.runs_per_gpu <= MAX_RUNS_PER_GPU:
-            raise SystemExit(f"--runs-per-gpu={self.runs_per_gpu}: must be between 1 and {MAX_RUNS_PER_GPU}")
+            raise UserError(f"--runs-per-gpu={self.runs_per_gpu}: must be between 1 and {MAX_RUNS_PER_GPU}")
         if not self.cpus_per_run > 0:
-            raise SystemExit(f"--cpus-per-run={self.cpus_per_run}: must be positive")
+            raise UserError(f"--cpus-per-run={self.cpus_per_run}: must be positive")
         if self.num_cpus is not None and self.num_cpus < 1:
-            raise SystemExit(f"--num-cpus={self.num_cpus}: must be at least 1")
+            raise UserError(f"--num-cpus={self.num_cpus}: must be at least 1")
         if self.device not in (None, "cpu"):
-            raise SystemExit(f"--device={self.device} with -p: Ray assigns GPUs; use --gpus to pick them, or cpu")
+            raise UserError(f"--device={self.device} with -p: Ray assigns GPUs; use --gpus to pick them, or cpu")
         if self.address and (self.gpus is not None or self.num_cpus is not None):
-            raise SystemExit("--gpus and --num-cpus shape a local Ray instance; a cluster (--address) has its own")
+            raise UserError("--gpus and --num-cpus shape a local Ray instance; a cluster (--address) has its own")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RayOptions:
@@ -77,9 +78,9 @@ class RayOptions:
             try:
                 gpus = [int(g) for g in args.gpus.split(",") if g.strip()]
             except ValueError:
-                raise SystemExit(f"--gpus={args.gpus!r}: give device indices like 0,1") from None
+                raise UserError(f"--gpus={args.gpus!r}: give device indices like 0,1") from None
             if not gpus:
-                raise SystemExit("--gpus is empty: give device indices like 0,1 (or --device cpu)")
+                raise UserError("--gpus is empty: give device indices like 0,1 (or --device cpu)")
         return cls(
             runs_per_gpu=args.runs_per_gpu,
             cpus_per_run=args.cpus_per_run,
@@ -120,14 +121,14 @@ def placement(options: RayOptions, resources: dict) -> Placement:
         need = options.cpus_per_run * per_worker
         workers = min(math.floor(gpus + 1e-9), math.floor(cpus / need + 1e-9))
         if workers < 1:
-            raise SystemExit(
+            raise UserError(
                 f"--runs-per-gpu={per_worker} at --cpus-per-run={options.cpus_per_run:g} needs {need:g} CPUs "
                 f"per GPU but the Ray cluster has {cpus:g}"
             )
         return Placement(need, 1.0, "cuda", workers, per_worker)
     workers = math.floor(cpus / options.cpus_per_run + 1e-9)
     if workers < 1:
-        raise SystemExit(f"a run needs {options.cpus_per_run:g} CPUs but the Ray cluster has {cpus:g}")
+        raise UserError(f"a run needs {options.cpus_per_run:g} CPUs but the Ray cluster has {cpus:g}")
     return Placement(options.cpus_per_run, 0.0, "cpu", workers, 1)
 
 

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from zoology.config import TrainConfig
+from zoology.errors import UserError
 
 
 def require_wandb() -> None:
     try:
         import wandb  # noqa: F401
     except ImportError as e:
-        raise SystemExit("W&B logging needs wandb: pip install 'zoology[wandb]' (or pip install wandb)") from e
+        raise UserError("W&B logging needs wandb: pip install 'zoology[wandb]' (or pip install wandb)") from e
 
 
 def history_row(record: dict) -> dict[str, Any]:
