@@ -13,6 +13,7 @@ from nbclient import NotebookClient
 
 from zoology import analysis, launch, plot, results
 from zoology.bench import throughput
+from zoology.errors import cli_main
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -68,18 +69,23 @@ def test_plot_command_writes_each_figure(tiny_sweep, tmp_path, args):
     assert out.read_bytes().startswith(PNG_MAGIC)
 
 
+def plot_cli(argv: list[str]) -> int:
+    """`python -m zoology.plot ARGV` in this process: a user error is one line on stderr and exit code 2."""
+    return cli_main(lambda: plot.main(argv))
+
+
 def test_plot_command_explains_missing_throughput_and_unknown_slices(tiny_sweep, tmp_path, capsys):
-    assert plot.main([str(tiny_sweep), "--x", "throughput", "-o", str(tmp_path / "t.png")]) == 2
+    assert plot_cli([str(tiny_sweep), "--x", "throughput", "-o", str(tmp_path / "t.png")]) == 2
     err = capsys.readouterr().err
     assert f"`python -m zoology.bench throughput --sweep {tiny_sweep} -B 1 -P 256`" in err, err
-    assert plot.main([str(tiny_sweep), "--slices", "mqar-L999-*", "-o", str(tmp_path / "s.png")]) == 2
+    assert plot_cli([str(tiny_sweep), "--slices", "mqar-L999-*", "-o", str(tmp_path / "s.png")]) == 2
     assert "matches no test slice" in capsys.readouterr().err
     assert not (tmp_path / "t.png").exists() and not (tmp_path / "s.png").exists()
 
 
 def test_the_throughput_hint_runs_as_written_and_any_measured_point_plots(tiny_sweep, tmp_path, capsys):
     tiny_sweep = Path(shutil.copytree(tiny_sweep, tmp_path / "tiny"))  # the notebook test wants none measured
-    plot.main([str(tiny_sweep), "--x", "throughput", "-o", str(tmp_path / "t.png")])
+    assert plot_cli([str(tiny_sweep), "--x", "throughput", "-o", str(tmp_path / "t.png")]) == 2
     hint = capsys.readouterr().err.split("`")[1]
     argv = shlex.split(hint)[4:] + ["-P", "16", "--repeats", "1", "--warmup", "0", "--decode-steps", "2"]
     assert throughput.main(argv) == 0  # the hint's grid shrunk to a prompt of 16 tokens
