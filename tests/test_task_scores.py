@@ -9,6 +9,7 @@ import pytest
 from zoology import analysis, papers, results
 from zoology.config import TrainConfig
 from zoology.data.presets import mad_setting
+from zoology.errors import cli_main
 from zoology.plot import main as plot_main
 from zoology.runner.rundir import RunDir
 
@@ -110,4 +111,4 @@ def test_plot_scores_writes_a_legible_heat_map(sweep, tmp_path, capsys):
         assert text.get_text() == f"{value:.2f}" and text.get_fontsize() >= 10
         assert text.get_color() == ("white" if value < 0.6 else "black"), "dark text on light cells and back"
     assert [t.get_text() for t in ax.get_yticklabels()] == list(scores.index)
-    assert plot_main([str(sweep), "--plot", "frontier", "--metric", "selected"]) == 2
+    assert cli_main(lambda: plot_main([str(sweep), "--plot", "frontier", "--metric", "selected"])) == 2
