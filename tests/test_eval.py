@@ -81,6 +81,17 @@ def test_evaluating_again_replaces_and_best_weights_fill_acc_best(sweep):
     assert row["acc_best"].notna().all() and row["acc_last"].notna().all()
 
 
+def test_eval_of_one_run_directory_records_that_run_only(sweep):
+    one, other = (RunDir(p) for p in sorted(sweep.iterdir()))
+    shorter = "{input_seq_len: 40, num_kv_pairs: 4, num_examples: 50, vocab_size: 64}"
+    out = zoology_eval(str(one.path), "--test", shorter)
+    assert out.returncode == 0, out.stderr
+    assert ("mqar-L40-N4", "final") in [(e["slice"], e["weights"]) for e in one.evaluations()]
+    assert "mqar-L40-N4" not in [e["slice"] for e in other.evaluations()]
+    slices = results.load_slices(sweep)
+    assert slices[slices["slice"] == "mqar-L40-N4"]["run_id"].tolist() == [one.path.name]
+
+
 def test_eval_refuses_bad_input_with_clear_errors(tmp_path, sweep):
     out = zoology_eval(str(sweep), "--test", "{input_seq_len: 33, num_kv_pairs: 4, num_examples: 10, vocab_size: 64}")
     assert out.returncode == 2 and "input_seq_len=33 must be even" in out.stderr

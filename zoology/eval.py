@@ -95,7 +95,7 @@ def runs_of(paths: list[Path]) -> list[RunDir]:
     """Each path as a run directory, or the finished runs of a sweep directory."""
     runs = []
     for path in paths:
-        if (path / "config.json").exists():
+        if RunDir(path).config_path.exists():
             runs.append(RunDir(path))
             continue
         found = [r for r in run_dirs(path) if r.is_finished()]
