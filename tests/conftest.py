@@ -9,6 +9,7 @@ with constructor kwargs: `my_package.my_module.MyMixer:num_heads=2`.
 from __future__ import annotations
 
 import os
+import shlex
 
 import pytest
 import torch
@@ -32,9 +33,30 @@ def pytest_addoption(parser) -> None:
     )
 
 
-def mixer_specs(config) -> list[str]:
+def extra_mixer_specs(config) -> list[str]:
+    """The mixers named with ZOOLOGY_MIXERS or --mixer, beside the registered ones."""
     extra = [s.strip() for s in os.environ.get("ZOOLOGY_MIXERS", "").split(",") if s.strip()]
-    return list(dict.fromkeys([*mixers.names(), *extra, *config.getoption("--mixer")]))
+    return list(dict.fromkeys([*extra, *config.getoption("--mixer")]))
+
+
+def mixer_specs(config) -> list[str]:
+    return list(dict.fromkeys([*mixers.names(), *extra_mixer_specs(config)]))
+
+
+def pytest_report_collectionfinish(config, items) -> list[str]:
+    """A mixer named to check, in a run that also selects tests taking no mixer: say that those run
+    too (the whole suite takes minutes) and how to run only the named mixer's tests."""
+    extra = extra_mixer_specs(config)
+    others = [item for item in items if "mixer_spec" not in getattr(item, "fixturenames", ())]
+    if not extra or not others:
+        return []
+    name = extra[0].split(":")[0].rpartition(".")[2]
+    return [
+        f"note: {', '.join(extra)} joins the {len(items) - len(others)} selected tests that take a mixer; the "
+        f"other {len(others)} selected tests run as usual (all of tests/: 5-15 minutes on 2 cores). "
+        f"For this mixer only: python -m pytest tests/test_mixer_conformance.py tests/test_model_recurrent.py "
+        f"--mixer {shlex.quote(extra[0])} -k {name}"
+    ]
 
 
 def pytest_generate_tests(metafunc) -> None:

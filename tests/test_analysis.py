@@ -252,6 +252,10 @@ def test_curves_come_from_every_runs_metrics(sweep):
     run = curves[curves["run_id"] == ids["att16_hi"]].sort_values("epoch")
     assert run["valid_acc"].tolist() == pytest.approx([0.3, 0.6, 0.6])
     assert run["valid_acc.mqar-L64-N8"].tolist() == pytest.approx([0.2, 0.4, 0.4])
+    runs = results.load(s).set_index("run_id")
+    for run_id, rows in curves.groupby("run_id"):  # the same model and d_model as results.load's rows
+        assert set(rows["model"]) == {runs.loc[run_id, "model"]}
+        assert set(rows["d_model"]) == {runs.loc[run_id, "d_model"]}
     fig = analysis.plot_curves(curves, runs=[ids["att16_hi"], ids["bc16"]])
     loss_ax, acc_ax = fig.axes
     assert len(loss_ax.get_lines()) == 4 and len(acc_ax.get_lines()) == 2

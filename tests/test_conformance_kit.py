@@ -75,8 +75,27 @@ def test_kit_catches(cls, check, message):
         check(spec(cls))
 
 
-def test_kit_passes_a_conforming_subclass():
+def test_kit_passes_a_conforming_subclass_and_says_so(capsys):
     conformance.check_mixer(spec(BaseConv))
+    lines = capsys.readouterr().out.splitlines()
+    n = len(conformance.CHECKS)
+    assert lines[0] == f"  1/{n} check_shapes: passed"
+    assert lines[-1] == f"{__name__}.BaseConv: all {n} conformance checks passed"
+    assert len(lines) == n + 1
+
+
+def test_check_mixer_stops_at_the_first_failed_check_without_claiming_success(capsys):
+    with pytest.raises(AssertionError, match="not causal"):
+        conformance.check_mixer(spec(PeeksAhead))
+    out = capsys.readouterr().out
+    assert out.splitlines() == [f"  1/{len(conformance.CHECKS)} check_shapes: passed"], out
+
+
+def test_check_mixer_names_the_spec_with_its_kwargs_and_can_be_quiet(capsys):
+    conformance.check_mixer("base_conv:kernel_size=5")
+    assert capsys.readouterr().out.splitlines()[-1].startswith("base_conv:kernel_size=5: all ")
+    conformance.check_mixer("base_conv", verbose=False)
+    assert capsys.readouterr().out == ""
 
 
 def test_spec_kwargs_reach_the_mixer():

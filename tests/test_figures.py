@@ -157,6 +157,18 @@ def test_a_family_keeps_its_colour_and_marker_in_every_figure(tmp_path):
     colours = [to_hex(t.get_color()) for t in slices.axes[0].get_yticklabels()]
     assert colours[0] == to_hex(layout.text_color(palette.FAMILY_STYLES["attention"].color))
 
+    scores = pd.DataFrame(
+        {"in_context_recall": [0.9, 0.8, 0.1], "mean": [0.9, 0.8, 0.1]},
+        index=pd.Index(["base_conv+based", "base_conv+attention", "mamba"], name="family"),
+    )
+    heat = analysis.plot_task_scores(scores).axes[0]
+    rows = {t.get_text(): to_hex(t.get_color()) for t in heat.get_yticklabels()}
+    markers = [(to_hex(ln.get_markeredgecolor()), ln.get_marker()) for ln in heat.get_lines()]
+    for family, mixer in (("base_conv+based", "based"), ("base_conv+attention", "attention"), ("mamba", "mamba")):
+        style = palette.FAMILY_STYLES[mixer]
+        assert rows[family] == to_hex(layout.text_color(style.color))
+        assert (style.color, style.marker) in markers  # the row's marker, as on the frontier
+
 
 def test_the_palette_covers_families_to_come_and_any_other_name():
     coming = ["delta_net", "gated_delta_net", "gla", "mamba2", "rwkv7", "hyena", "h3"]
@@ -177,3 +189,21 @@ def test_points_that_coincide_share_one_label():
     assert layout.merge_texts(["d_model=64 num_heads=1", "d_model=64 num_heads=2"]) == "d_model=64 num_heads=1/2"
     assert layout.merge_texts(["d_model=64", "window_size=8"]) == "d_model=64 / window_size=8"
     assert layout.compact_number(1500) == "1.5k" and layout.compact_number(2_000_000) == "2M"
+
+
+def test_a_score_table_of_one_family_keeps_its_colour_bar_label_and_task_names_whole():
+    scores = pd.DataFrame(
+        [[1.0, 0.98, 1.0, 0.45, 0.63, 1.0, 0.84]],
+        columns=["in_context_recall", "fuzzy_recall", "noisy_recall", "selective_copying", "compression",
+                 "memorization", "mean"],
+        index=pd.Index(["base_conv+based"], name="family"),
+    )  # fmt: skip
+    fig = analysis.plot_task_scores(scores, label="token accuracy (selected epoch, class-balanced)")
+    renderer = drawn(fig)
+    ax, bar = fig.axes
+    label = bar.yaxis.label.get_window_extent(renderer)
+    assert label.height <= bar.get_window_extent(renderer).height * 1.05, "the label runs past its colour bar"
+    assert fig.bbox.y0 <= label.y0 and label.y1 <= fig.bbox.y1
+    ticks = [t.get_window_extent(renderer) for t in ax.get_xticklabels()]
+    for a, b in itertools.combinations(ticks, 2):
+        assert not a.overlaps(b)

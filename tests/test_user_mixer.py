@@ -51,6 +51,24 @@ def test_kit_runs_on_a_mixer_named_on_the_command_line():
     assert f"{len(conformance.CHECKS)} passed" in done.stdout
 
 
+def test_naming_a_mixer_for_the_whole_suite_says_so_and_how_to_check_only_it():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    wide = [sys.executable, "-m", "pytest", "tests/test_config.py", "tests/test_mixer_conformance.py", "--collect-only"]
+    done = subprocess.run(wide, cwd=REPO, env={**env, "ZOOLOGY_MIXERS": EXAMPLE}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (note,) = [line for line in done.stdout.splitlines() if line.startswith("note: ")]
+    assert f"note: {EXAMPLE} joins the " in note and "run as usual (all of tests/: 5-15 minutes" in note
+    suggested = note.split("For this mixer only: ", 1)[1].split()
+    assert suggested[:3] == ["python", "-m", "pytest"]
+    narrow = subprocess.run(
+        [sys.executable, *suggested[1:], "--collect-only"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert narrow.returncode == 0, narrow.stdout + narrow.stderr
+    assert "note: " not in narrow.stdout
+    ids = [line for line in narrow.stdout.splitlines() if "::" in line]
+    assert len(ids) >= len(conformance.CHECKS) + 1 and all("CumulativeMean" in i for i in ids), ids
+
+
 def test_example_sweep_file_loads(repo_on_path):
     names = [c.model.mixers[1].name for c in load_sweep(REPO / "examples" / "my_mixer_sweep.py")]
     assert names == ["attention", EXAMPLE]

@@ -395,8 +395,10 @@ def slice_matrix(
 def load_curves(sweep_dir: str | Path) -> pd.DataFrame:
     """One row per (run, epoch) from every run's metrics.jsonl, finished or not.
 
-    Columns: run_id, name, family, finished, epoch, train_loss, valid_loss, valid_acc, lr,
-    epoch_time, tokens_per_s and `valid_acc.<slice>` per test slice (valid_* are the test segments);
+    Columns: run_id, name, model and d_model (as in `results.load` and `load_slices`), family,
+    finished, epoch, train_loss, valid_loss, valid_acc, lr (the epoch's learning rate, which a
+    schedule moves; the config's is `results.load`'s lr), epoch_time, tokens_per_s and
+    `valid_acc.<slice>` per test slice (valid_* are the test segments);
     token_acc, macro_acc; with validation segments `validation.acc`, `validation.token_acc`, …; and
     `status` ('diverged' on the epoch whose loss was not finite). Numbers written as null are NaN; a
     damaged run directory is left out with a warning naming the file.
@@ -409,6 +411,8 @@ def load_curves(sweep_dir: str | Path) -> pd.DataFrame:
             row = {
                 "run_id": run.path.name,
                 "name": config.get("name") or run.path.name,
+                "model": model,
+                "d_model": config["model"]["d_model"],
                 "family": mixer_family(model),
                 "finished": run.is_finished(),
             }
@@ -418,7 +422,7 @@ def load_curves(sweep_dir: str | Path) -> pd.DataFrame:
             rows.append(row)
     if not rows:
         raise ValueError(f"{sweep_dir}: no run has logged an epoch yet")
-    labels = {"run_id", "name", "family", "finished", "status"}
+    labels = {"run_id", "name", "model", "family", "finished", "status"}
     return results.nulls_as_nan(pd.DataFrame(rows), numeric=lambda column: column not in labels)
 
 

@@ -188,14 +188,20 @@ def draw_heatmap(
                 color = "white" if v < 0.6 else "black"
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=FONT["label"] - 1, color=color)
     if row_styles is not None:
-        ax.tick_params(axis="y", pad=14)
-        beside = offset_copy(ax.get_yaxis_transform(), fig=ax.figure, x=-7, units="points")
-        for i, (label, style) in enumerate(zip(ax.get_yticklabels(), row_styles)):
-            label.set_color(text_color(style.color))
-            ax.plot([0], [i], transform=beside, clip_on=False, ls="none", markersize=6, **style.marker_kwargs())
-            if i and row_styles[i - 1] != style:
-                ax.axhline(i - 0.5, color="white", lw=2.5)
+        style_row_labels(ax, row_styles, rules=True)
     return image
+
+
+def style_row_labels(ax: Axes, row_styles: list[Style], rules: bool = False) -> None:
+    """Each row label of a heat map in its family's colour, beside its family's marker; with `rules`,
+    a white rule between rows of different families."""
+    ax.tick_params(axis="y", pad=14)
+    beside = offset_copy(ax.get_yaxis_transform(), fig=ax.figure, x=-7, units="points")
+    for i, (label, style) in enumerate(zip(ax.get_yticklabels(), row_styles)):
+        label.set_color(text_color(style.color))
+        ax.plot([0], [i], transform=beside, clip_on=False, ls="none", markersize=6, **style.marker_kwargs())
+        if rules and i and row_styles[i - 1] != style:
+            ax.axhline(i - 0.5, color="white", lw=2.5)
 
 
 def plot_slices(
@@ -285,11 +291,13 @@ def write_frontier(sweep_dir: str | Path, path: str | Path | None = None) -> Pat
 
 
 def plot_task_scores(scores: pd.DataFrame, title: str | None = None, label: str = "score") -> Figure:
-    """Heat map of a `task_scores` table: families (rows) × tasks and their mean (columns), each cell
-    its score written in a colour that contrasts with the cell; grey: a task the family did not run."""
+    """Heat map of a `task_scores` table: families (rows, each named in its family's colour beside its
+    marker, as in every figure) × tasks and their mean (columns), each cell its score written in a
+    colour that contrasts with the cell; grey: a task the family did not run."""
     values = scores.to_numpy(dtype=float)
     rows, cols = values.shape
-    fig = Figure(figsize=(max(6.0, 1.6 + 1.25 * cols), max(2.6, 1.4 + 0.5 * rows)), layout="constrained")
+    styles = family_styles(map(str, scores.index))
+    fig = new_figure(max(6.0, 1.6 + 1.25 * cols), max(2.6, 1.4 + 0.5 * rows))
     ax = fig.add_subplot()
     cmap = colormaps["viridis"].with_extremes(bad="#d9d9d9")
     image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
@@ -299,16 +307,34 @@ def plot_task_scores(scores: pd.DataFrame, title: str | None = None, label: str 
         fontsize=10,
     )
     ax.set_yticks(range(rows), scores.index, fontsize=10)
+    ax.tick_params(axis="y", length=0)
+    style_row_labels(ax, [styles[f] for f in map(str, scores.index)])
     if "mean" in scores.columns:
         ax.axvline(list(scores.columns).index("mean") - 0.5, color="white", lw=3)
     for (i, j), v in np.ndenumerate(values):
         if not np.isnan(v):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=11, color="white" if v < 0.6 else "black")
-    fig.colorbar(image, ax=ax, label=label, shrink=0.9)
+    bar = fig.colorbar(image, ax=ax, label=label, shrink=0.9)
     ax.set_xlabel("task: mean over its settings of the best\nover learning rate and weight decay", fontsize=10)
     if title:
         ax.set_title(title)
+    wrap_to_length(bar.ax.yaxis.label, bar.ax)
     return fig
+
+
+def wrap_to_length(text, ax: Axes) -> None:
+    """Wrap a colour bar's label onto as many lines as it takes to be no longer than its bar (a short
+    heat map has a short bar, and a label longer than it is cut off at the figure's edge)."""
+    fig = ax.figure
+    whole = text.get_text()
+    for _ in range(4):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        length, room = text.get_window_extent(renderer).height, ax.get_window_extent(renderer).height
+        if length <= room:
+            return
+        longest = max(map(len, text.get_text().splitlines()))
+        text.set_text(textwrap.fill(whole, max(8, int(longest * room / length) - 1), break_long_words=False))
 
 
 def plot_token_weights(

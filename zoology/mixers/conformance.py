@@ -25,7 +25,8 @@ AssertionError naming what failed:
                        float32's.
 
 A failed recurrence or state size raises RecurrenceError (an AssertionError) that also says where.
-`check_mixer(spec)` runs them all: `python -c "from zoology.mixers.conformance import check_mixer;
+`check_mixer(spec)` runs them all and prints each as it passes, then `<mixer>: all 7 conformance checks
+passed`: `python -c "from zoology.mixers.conformance import check_mixer;
 check_mixer('my_package.my_module.MyMixer')"`. tests/test_mixer_conformance.py runs every check on
 every registered mixer and on those named in ZOOLOGY_MIXERS or `pytest --mixer`.
 """
@@ -311,7 +312,14 @@ CHECKS: tuple[Callable[..., None], ...] = (
 )
 
 
-def check_mixer(spec: Spec, device: str | torch.device = "cpu") -> None:
-    """Run every check on one mixer; raises AssertionError on the first failure."""
-    for check in CHECKS:
+def check_mixer(spec: Spec, device: str | torch.device = "cpu", verbose: bool = True) -> None:
+    """Run every check on one mixer; raises AssertionError on the first failure. With `verbose`, says
+    each check as it passes and, at the end, that all of them did (so success is never silent)."""
+    name, kwargs = parse(spec)
+    shown = name + "".join(f":{k}={v}" for k, v in kwargs.items())
+    for i, check in enumerate(CHECKS, 1):
         check(spec, device=device)
+        if verbose:
+            print(f"  {i}/{len(CHECKS)} {check.__name__}: passed", flush=True)
+    if verbose:
+        print(f"{shown}: all {len(CHECKS)} conformance checks passed", flush=True)
