@@ -142,14 +142,20 @@ class FuzzyRecallConfig(TaskConfig):
         end = L - slot_len.sum(1, keepdim=True) + slot_len.cumsum(1)  # right-aligned: the last ends at L
         recalled = repeats_earlier(torch.where(used, slot, K + s), K + S)
 
-        # Each position's slot (the first ending after it; the padding falls before slot 0's start).
-        position = torch.arange(L).repeat(n, 1)
-        at = torch.searchsorted(end, position, right=True)
-        offset = position - (end - slot_len).gather(1, at)
-        pair = slot.gather(1, at)
+        # Each position's slot, counted from 1 (0: the left padding): how many slots start at or before it.
+        start = end - slot_len
+        starts = torch.zeros(n, L + 1, dtype=torch.long).scatter_(1, start, 1)  # unused slots: at L
+        at = starts[:, :L].cumsum(1)
+        # Per slot (index 0: the padding), the offset of its tokens in [L pads | pair_tokens] minus its
+        # start, and the first position labelled as a recalled value (L: none).
         width = pair_tokens.shape[2]
-        inputs = pair_tokens.view(n, -1).gather(1, pair * width + offset.clamp_min(0)).masked_fill_(offset < 0, pad)
-        value = (offset >= key_len.gather(1, pair)) & recalled.gather(1, at)  # a recalled value's token
-        labels = torch.where(value, inputs, IGNORE_INDEX).roll(-1, dims=1)  # label at t: the token at t + 1
-        labels[:, -1] = IGNORE_INDEX
+        table = torch.cat([torch.full((n, L), pad), pair_tokens.view(n, -1)], 1)
+        base = torch.cat([slot.new_zeros(n, 1), L + slot * width - start], 1)
+        first_value = torch.where(recalled & used, start + key_len.gather(1, slot), L)
+        first_value = torch.cat([first_value.new_full((n, 1), L), first_value], 1)
+        position = torch.arange(L)
+        inputs = table.gather(1, base.gather(1, at) + position)
+        value = position >= first_value.gather(1, at)  # a recalled value's token
+        labels = torch.full_like(inputs, IGNORE_INDEX)  # label at t: the token at t + 1
+        labels[:, :-1] = torch.where(value[:, 1:], inputs[:, 1:], IGNORE_INDEX)
         return inputs, labels
