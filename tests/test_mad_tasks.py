@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from test_tasks import chi_square_p
 
 from zoology.config import TrainConfig, segment_adapter
-from zoology.data import IGNORE_INDEX
+from zoology.data import IGNORE_INDEX, fuzzy_recall
 from zoology.data.__main__ import main as data_main
 from zoology.data.fuzzy_recall import ordered_tuples
 from zoology.data.presets import MAD_TASKS, mad_demo, mad_setting, mad_settings
@@ -203,6 +203,20 @@ def test_ordered_tuples_enumerates_every_tuple_of_distinct_tokens_once():
         tuples = [tuple(t) for t in ordered_tuples(codes, length, tokens).tolist()]
         assert len(set(tuples)) == len(tuples) == math.perm(tokens, length)
         assert all(len(set(t)) == length and max(t) < tokens for t in tuples)
+
+
+def test_key_tokens_by_table_and_by_arithmetic_agree(monkeypatch):
+    """Small key vocabularies read their keys from a table of every tuple; large ones compute them."""
+    tokens, shortest, longest = 9, 1, 3
+    length = torch.randint(shortest, longest + 1, (200, 9), generator=torch.Generator().manual_seed(0))
+    codes_of_length = torch.tensor([math.perm(tokens, m) for m in range(longest + 1)])
+    code = (torch.rand(200, 9, generator=torch.Generator().manual_seed(1)) * codes_of_length[length]).long()
+    by_table = fuzzy_recall._key_tokens(code, length, tokens, shortest, longest)
+    monkeypatch.setattr(fuzzy_recall, "_tuple_table", lambda *args: None)
+    assert torch.equal(fuzzy_recall._key_tokens(code, length, tokens, shortest, longest), by_table)
+    for m in range(shortest, longest + 1):
+        assert torch.equal(by_table[length == m][:, :m], ordered_tuples(code[length == m], m, tokens))
+        assert (by_table[length == m][:, m:] == 0).all()
 
 
 def test_selective_copying_scatters_data_over_the_whole_prefix():

@@ -21,6 +21,7 @@ is only a target; training segments set `labels: next_token` (pads and keys incl
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import ClassVar, Literal
 
@@ -50,6 +51,37 @@ def ordered_tuples(codes: torch.Tensor, length: int, num_tokens: int) -> torch.T
             token = token + (token >= u)
         tokens.append(token)
     return torch.stack(tokens, dim=-1)
+
+
+_TUPLE_TABLE_ELEMENTS = 1 << 22
+
+
+@functools.cache
+def _tuple_table(num_tokens: int, shortest: int, longest: int) -> torch.Tensor | None:
+    """Every ordered tuple of `shortest` … `longest` distinct tokens of [0, num_tokens), a row each,
+    zero-padded to `longest` and stacked by length then code (None when that exceeds about 4M entries)."""
+    lengths = range(shortest, longest + 1)
+    if sum(math.perm(num_tokens, length) for length in lengths) * longest > _TUPLE_TABLE_ELEMENTS:
+        return None
+    parts = []
+    for length in lengths:
+        tuples = ordered_tuples(torch.arange(math.perm(num_tokens, length)), length, num_tokens)
+        parts.append(torch.nn.functional.pad(tuples, (0, longest - length)))
+    return torch.cat(parts)
+
+
+def _key_tokens(code: torch.Tensor, length: torch.Tensor, num_tokens: int, shortest: int, longest: int) -> torch.Tensor:
+    """(..., longest): the code-th ordered tuple of `length` distinct tokens of [0, num_tokens), each
+    zero-padded to `longest` (a table lookup when the table is small, else ordered_tuples per length)."""
+    table = _tuple_table(num_tokens, shortest, longest)
+    if table is not None:
+        first = torch.tensor([0] + [math.perm(num_tokens, m) for m in range(shortest, longest)]).cumsum(0)
+        return table[first[length - shortest] + code]
+    out = code.new_zeros(*code.shape, longest)
+    for m in range(shortest, longest + 1):
+        tuples = ordered_tuples(code.clamp_max(math.perm(num_tokens, m) - 1), m, num_tokens)
+        out[..., :m] = torch.where((length == m)[..., None], tuples, out[..., :m])
+    return out
 
 
 class FuzzyRecallConfig(TaskConfig):
@@ -111,16 +143,19 @@ class FuzzyRecallConfig(TaskConfig):
         K, pad = self.num_key_tokens, self.vocab_size - 1
         (kmin, kmax), (vmin, vmax) = self.key_lengths, self.value_lengths
         key_len = torch.randint(kmin, kmax + 1, (n, K), generator=gen)
-        tokens = torch.zeros(n, K, kmax + vmax, dtype=torch.long)
-        for length in range(kmin, kmax + 1):
-            candidates = ordered_tuples(distinct_randint(n, K, 0, math.perm(K, length), gen), length, K)
-            this_length = key_len == length
-            rank = (this_length.cumsum(dim=1) - 1).clamp_min(0)
-            chosen = candidates.gather(1, rank[..., None].expand(-1, -1, length))
-            tokens[..., :length] = torch.where(this_length[..., None], chosen, tokens[..., :length])
+        codes = torch.stack(
+            [distinct_randint(n, K, 0, math.perm(K, length), gen) for length in range(kmin, kmax + 1)], 2
+        )
+        # The i-th key of a length takes the i-th code drawn for that length.
+        which = key_len - kmin
+        rank = (which[..., None] == torch.arange(kmax - kmin + 1)).cumsum(dim=1).gather(2, which[..., None]) - 1
+        code = codes.view(n, -1).gather(1, (rank.squeeze(2) * codes.shape[2] + which).view(n, -1)).view(n, K)
+        keys = _key_tokens(code, key_len, K, kmin, kmax)
         value_len = torch.randint(vmin, vmax + 1, (n, K), generator=gen)
         values = distinct_randint(n * K, vmax, K, pad, gen).view(n, K, vmax)
-        tokens.scatter_(2, key_len[..., None] + torch.arange(vmax), values)
+        tokens = torch.cat([keys, keys.new_zeros(n, K, vmax)], 2).scatter_(
+            2, key_len[..., None] + torch.arange(vmax), values
+        )
         return tokens, key_len, key_len + value_len
 
     def _rows(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
