@@ -26,10 +26,18 @@ _BLOCK_TOKENS = 1 << 16
 def in_row_blocks(n: int, row_len: int, build: Callable[[int], tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
     """build(rows) for consecutive blocks of the n rows, concatenated. Blocks of about 65,536 tokens
     keep a generator's temporaries in cache (several times faster than whole segments); the block
-    size depends on row_len only, so a seed's data do not depend on the machine."""
+    size depends on row_len only, so a seed's data do not depend on the machine. Each block is copied
+    into the result as soon as it is built, so its memory serves the next one (fresh pages cost more
+    than the copy)."""
     rows = max(1, _BLOCK_TOKENS // row_len)
-    parts = [build(min(rows, n - start)) for start in range(0, n, rows)]
-    return tuple(torch.cat(tensors) for tensors in zip(*parts))
+    out: tuple[torch.Tensor, ...] = ()
+    for start in range(0, n, rows):
+        block = build(min(rows, n - start))
+        out = out or tuple(t.new_empty((n, *t.shape[1:])) for t in block)
+        for whole, part in zip(out, block, strict=True):
+            whole[start : start + len(part)] = part
+        del block
+    return out
 
 
 def distinct_randint(n: int, k: int, low: int, high: int, gen: torch.Generator) -> torch.Tensor:
