@@ -21,6 +21,7 @@ FILLER_HELP = (
 
 _CHUNK_ELEMENTS = 1 << 22
 _BLOCK_TOKENS = 1 << 16
+_OP_ELEMENTS = 1 << 15
 
 
 def in_row_blocks(n: int, row_len: int, build: Callable[[int], tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
@@ -62,17 +63,25 @@ def distinct_randint(n: int, k: int, low: int, high: int, gen: torch.Generator) 
                 for start in range(0, n, rows)
             ]
         )
-    out = torch.empty(n, k, dtype=torch.long)
-    todo = torch.arange(n)
+    out: torch.Tensor | None = None
+    todo = torch.arange(n)  # the rows still to draw
     while todo.numel():
         x = torch.randint(low, high, (todo.numel(), m), generator=gen)
-        small_table = todo.numel() * span <= _CHUNK_ELEMENTS
+        small_table = todo.numel() * span <= _OP_ELEMENTS  # the table: one op, serial below this size
         keep = ~(repeats_earlier(x - low, span) if small_table else repeats_earlier(x))
-        enough = keep.sum(dim=1) >= k
-        keep &= keep.cumsum(dim=1) <= k
-        out[todo[enough]] = x[enough][keep[enough]].view(-1, k)
-        todo = todo[~enough]
-    return out
+        rank = keep.cumsum(dim=1)
+        enough = rank[:, -1] >= k
+        # Each row's first k distinct draws to the columns of their ranks, every other draw to a spare
+        # column (scatter, not boolean indexing, which opens a parallel region however small the tensor).
+        column = torch.where(keep & (rank <= k), rank - 1, k)
+        drawn = x.new_empty(len(x), k + 1).scatter_(1, column, x)[:, :k]
+        done = enough.nonzero().squeeze(1)
+        if out is None:
+            out = drawn.contiguous()  # its rows without k distinct draws are overwritten below
+        else:
+            out.index_copy_(0, todo.index_select(0, done), drawn.index_select(0, done))
+        todo = todo.index_select(0, enough.logical_not().nonzero().squeeze(1))
+    return out if out is not None else torch.empty(0, k, dtype=torch.long)
 
 
 def repeats_earlier(x: torch.Tensor, num_values: int | None = None) -> torch.Tensor:
