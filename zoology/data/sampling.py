@@ -24,20 +24,35 @@ _BLOCK_TOKENS = 1 << 16
 _OP_ELEMENTS = 1 << 15
 
 
-def in_row_blocks(n: int, row_len: int, build: Callable[[int], tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
-    """build(rows) for consecutive blocks of the n rows, concatenated. Blocks of about 65,536 tokens
-    keep a generator's temporaries in cache (several times faster than whole segments); the block
-    size depends on row_len only, so a seed's data do not depend on the machine. Each block is copied
-    into the result as soon as it is built, so its memory serves the next one (fresh pages cost more
-    than the copy)."""
+def in_row_blocks(
+    n: int,
+    row_len: int,
+    draw: Callable[[int], tuple[torch.Tensor, ...]],
+    build: Callable[..., tuple[torch.Tensor, ...]],
+    width: int | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """The n rows of build's outputs. draw(rows) makes every random draw of a block of rows (tensors
+    with a row per example); build(*draws) turns some of those rows into output rows, drawing nothing.
+
+    Blocks hold about 65,536 tokens; the block size depends on row_len only, so a seed's data do not
+    depend on the machine. Each block is built in slices of at most 32,768 / width rows (width: the
+    longest row of build's tensors, default row_len): torch runs an op that small on one thread
+    (at::internal::GRAIN_SIZE elements), and a generator is many small ops, for which the threads'
+    synchronisation costs more than it saves; on busy cores an op whose other thread waits for a core
+    takes a scheduler slice (milliseconds) instead of microseconds. (Advanced indexing, t[index] or
+    t[mask], opens a parallel region at any size: build uses gather, index_select and scatter.)
+    Slices stay in cache, and each is copied into the preallocated result as soon as it is built,
+    so its memory serves the next."""
     rows = max(1, _BLOCK_TOKENS // row_len)
+    step = max(1, _OP_ELEMENTS // (width or row_len))
     out: tuple[torch.Tensor, ...] = ()
     for start in range(0, n, rows):
-        block = build(min(rows, n - start))
-        out = out or tuple(t.new_empty((n, *t.shape[1:])) for t in block)
-        for whole, part in zip(out, block, strict=True):
-            whole[start : start + len(part)] = part
-        del block
+        draws = draw(min(rows, n - start))
+        for first in range(0, len(draws[0]), step):
+            part = build(*(d[first : first + step] for d in draws))
+            out = out or tuple(t.new_empty((n, *t.shape[1:])) for t in part)
+            for whole, rows_built in zip(out, part, strict=True):
+                whole[start + first : start + first + len(rows_built)] = rows_built
     return out
 
 
