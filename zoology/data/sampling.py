@@ -6,6 +6,7 @@ segment's data depend only on its config and seed.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Literal
@@ -44,15 +45,28 @@ def in_row_blocks(
     Slices stay in cache, and each is copied into the preallocated result as soon as it is built,
     so its memory serves the next."""
     rows = max(1, _BLOCK_TOKENS // row_len)
-    step = max(1, _OP_ELEMENTS // (width or row_len))
     out: tuple[torch.Tensor, ...] = ()
     for start in range(0, n, rows):
-        draws = draw(min(rows, n - start))
-        for first in range(0, len(draws[0]), step):
-            part = build(*(d[first : first + step] for d in draws))
-            out = out or tuple(t.new_empty((n, *t.shape[1:])) for t in part)
-            for whole, rows_built in zip(out, part, strict=True):
-                whole[start + first : start + first + len(rows_built)] = rows_built
+        out = in_slices(draw(min(rows, n - start)), build, width or row_len, n, start, out)
+    return out
+
+
+def in_slices(
+    draws: tuple[torch.Tensor, ...],
+    build: Callable[..., tuple[torch.Tensor, ...]],
+    width: int,
+    n: int | None = None,
+    start: int = 0,
+    out: tuple[torch.Tensor, ...] = (),
+) -> tuple[torch.Tensor, ...]:
+    """build(*draws) in slices of at most 32,768 / width rows (see `in_row_blocks`), written to rows
+    start … of `out` (n rows, allocated from the first slice when empty, n default the draws' rows)."""
+    step = max(1, _OP_ELEMENTS // width)
+    for first in range(0, len(draws[0]), step):
+        part = build(*(d[first : first + step] for d in draws))
+        out = out or tuple(t.new_empty((n or len(draws[0]), *t.shape[1:])) for t in part)
+        for whole, rows_built in zip(out, part, strict=True):
+            whole[start + first : start + first + len(rows_built)] = rows_built
     return out
 
 
@@ -82,21 +96,25 @@ def distinct_randint(n: int, k: int, low: int, high: int, gen: torch.Generator) 
     todo = torch.arange(n)  # the rows still to draw
     while todo.numel():
         x = torch.randint(low, high, (todo.numel(), m), generator=gen)
-        small_table = todo.numel() * span <= _OP_ELEMENTS  # the table: one op, serial below this size
-        keep = ~(repeats_earlier(x - low, span) if small_table else repeats_earlier(x))
-        rank = keep.cumsum(dim=1)
-        enough = rank[:, -1] >= k
-        # Each row's first k distinct draws to the columns of their ranks, every other draw to a spare
-        # column (scatter, not boolean indexing, which opens a parallel region however small the tensor).
-        column = torch.where(keep & (rank <= k), rank - 1, k)
-        drawn = x.new_empty(len(x), k + 1).scatter_(1, column, x)[:, :k]
+        drawn, enough = in_slices((x,), functools.partial(_first_distinct, k, low, span), m)
         done = enough.nonzero().squeeze(1)
         if out is None:
-            out = drawn.contiguous()  # its rows without k distinct draws are overwritten below
+            out = drawn  # its rows without k distinct draws are overwritten below
         else:
             out.index_copy_(0, todo.index_select(0, done), drawn.index_select(0, done))
         todo = todo.index_select(0, enough.logical_not().nonzero().squeeze(1))
     return out if out is not None else torch.empty(0, k, dtype=torch.long)
+
+
+def _first_distinct(k: int, low: int, span: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(each row's first k distinct entries (n, k), whether the row has k (n,)) of x (n, m) in
+    [low, low + span). Scatter, not boolean indexing, which opens a parallel region however small the
+    tensor: each kept entry goes to the column of its rank, every other one to a spare column."""
+    small_table = len(x) * span <= _OP_ELEMENTS  # the table: one op, serial below this size
+    keep = ~(repeats_earlier(x - low, span) if small_table else repeats_earlier(x))
+    rank = keep.cumsum(dim=1)
+    column = torch.where(keep & (rank <= k), rank - 1, k)
+    return x.new_empty(len(x), k + 1).scatter_(1, column, x)[:, :k], rank[:, -1] >= k
 
 
 def repeats_earlier(x: torch.Tensor, num_values: int | None = None) -> torch.Tensor:
