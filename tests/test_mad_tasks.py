@@ -2,6 +2,7 @@
 layouts, distributions (chi-square and binomial checks against the definitions), seeds, next-token
 labels, the settings grid and impossible configs."""
 
+import hashlib
 import math
 import re
 from collections import Counter
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 from test_tasks import chi_square_p
 
 from zoology.config import TrainConfig, segment_adapter
-from zoology.data import IGNORE_INDEX
+from zoology.data import IGNORE_INDEX, fuzzy_recall
 from zoology.data.__main__ import main as data_main
 from zoology.data.fuzzy_recall import ordered_tuples
 from zoology.data.presets import MAD_TASKS, mad_demo, mad_setting, mad_settings
@@ -204,6 +205,20 @@ def test_ordered_tuples_enumerates_every_tuple_of_distinct_tokens_once():
         assert all(len(set(t)) == length and max(t) < tokens for t in tuples)
 
 
+def test_key_tokens_by_table_and_by_arithmetic_agree(monkeypatch):
+    """Small key vocabularies read their keys from a table of every tuple; large ones compute them."""
+    tokens, shortest, longest = 9, 1, 3
+    length = torch.randint(shortest, longest + 1, (200, 9), generator=torch.Generator().manual_seed(0))
+    codes_of_length = torch.tensor([math.perm(tokens, m) for m in range(longest + 1)])
+    code = (torch.rand(200, 9, generator=torch.Generator().manual_seed(1)) * codes_of_length[length]).long()
+    by_table = fuzzy_recall._key_tokens(code, length, tokens, shortest, longest)
+    monkeypatch.setattr(fuzzy_recall, "_tuple_table", lambda *args: None)
+    assert torch.equal(fuzzy_recall._key_tokens(code, length, tokens, shortest, longest), by_table)
+    for m in range(shortest, longest + 1):
+        assert torch.equal(by_table[length == m][:, :m], ordered_tuples(code[length == m], m, tokens))
+        assert (by_table[length == m][:, m:] == 0).all()
+
+
 def test_selective_copying_scatters_data_over_the_whole_prefix():
     n, L, k = 3000, 40, 6
     segment = make("selective_copying", num_examples=n, input_seq_len=L, num_tokens_to_copy=k).build(seed=10)
@@ -226,6 +241,44 @@ def test_seeds_reproduce_and_no_global_rng(task):
     c = config.build(seed=2)
     assert torch.equal(a.inputs, b.inputs) and torch.equal(a.labels, b.labels)
     assert not torch.equal(a.inputs, c.inputs)
+
+
+PINNED = [
+    ("in_context_recall", {}, 0, "d77239542b040c3c"),
+    ("in_context_recall", {}, 3, "4b3d4778a94aee57"),
+    ("in_context_recall", {"vocab_size": 64, "input_seq_len": 256}, 0, "c31143d4dae869a2"),
+    ("in_context_recall", {"vocab_size": 64, "input_seq_len": 256}, 3, "d0b7ed6e7ded13bd"),
+    ("fuzzy_recall", {}, 0, "6a5f2d583f32d1ed"),
+    ("fuzzy_recall", {}, 3, "eebbb9a1d412749e"),
+    ("fuzzy_recall", {"key_lengths": (3, 3)}, 0, "bc80cc60a2503309"),
+    ("fuzzy_recall", {"key_lengths": (3, 3)}, 3, "0c157aadae945540"),
+    ("fuzzy_recall", {"vocab_size": 128, "input_seq_len": 256}, 0, "72272f191ec47474"),
+    ("fuzzy_recall", {"vocab_size": 128, "input_seq_len": 256}, 3, "0d6f285079b0dfb5"),
+    ("noisy_recall", {}, 0, "7c1d91fab6570ea4"),
+    ("noisy_recall", {}, 3, "8d74bbe3903bb9de"),
+    ("noisy_recall", {"vocab_size": 80, "frac_noise": 0.8}, 0, "aaa9ee11cd57d03f"),
+    ("noisy_recall", {"vocab_size": 80, "frac_noise": 0.8}, 3, "b9f69dfc95874c88"),
+    ("selective_copying", {}, 0, "f6e15120e753c40a"),
+    ("selective_copying", {}, 3, "800e1374da73c4f2"),
+    ("selective_copying", {"vocab_size": 64, "input_seq_len": 512, "num_tokens_to_copy": 96}, 0, "4abe7681b9539bd7"),
+    ("selective_copying", {"vocab_size": 64, "input_seq_len": 512, "num_tokens_to_copy": 96}, 3, "3a6ca2661a4a3ef6"),
+    ("compression", {}, 0, "1216d58847f5f86c"),
+    ("compression", {}, 3, "ad2e2d02b7b9c130"),
+    ("memorization", {}, 0, "88ae0561b38117e6"),
+    ("memorization", {}, 3, "b671461ca743588b"),
+    ("memorization", {"vocab_size": 4096}, 0, "646e4e845f9b500c"),
+    ("memorization", {"vocab_size": 4096}, 3, "c9cc4cdb9922b629"),
+]
+"""sha256 (first 16 hex digits) of the inputs then the labels of 1,100 examples (several blocks of
+rows) built with `seed`: a faster generator must rebuild the same examples, or bump its
+`generator_version` (which keys the data cache) and these digests together."""
+
+
+@pytest.mark.parametrize(("task", "fields", "seed", "digest"), PINNED)
+def test_generators_rebuild_the_pinned_examples(task, fields, seed, digest):
+    segment = make(task, num_examples=1100, **fields).build(seed=seed)
+    data = segment.inputs.numpy().tobytes() + segment.labels.numpy().tobytes()
+    assert hashlib.sha256(data).hexdigest()[:16] == digest
 
 
 @pytest.mark.parametrize("task", MAD_TASKS)

@@ -14,6 +14,7 @@ labels. `recall_pairs` also builds noisy in-context recall (zoology/data/noisy_r
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar, Literal
 
 import torch
@@ -27,13 +28,6 @@ from zoology.data.task import TaskConfig
 def recall_pairs(
     n: int, L: int, num_kv_tokens: int, noise_vocab_size: int, frac_noise: float, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, labels) of n examples (see `_recall_pairs`), built in blocks of rows."""
-    return in_row_blocks(n, L, lambda rows: _recall_pairs(rows, L, num_kv_tokens, noise_vocab_size, frac_noise, gen))
-
-
-def _recall_pairs(
-    n: int, L: int, num_kv_tokens: int, noise_vocab_size: int, frac_noise: float, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs, labels), both (n, L): L/2 two-token slots over keys [0, K/2) and values [K/2, K),
     K = num_kv_tokens. Each of the first L/2 − 1 slots is a noise pair (two uniform tokens of
     [K, K + noise_vocab_size)) with probability `frac_noise`, else a key and its value; an example
@@ -41,25 +35,51 @@ def _recall_pairs(
     the probe: the key of a uniformly chosen earlier pair, with its value. Labels: the value at every
     key that an earlier pair holds (the probe's key always); noise is never labelled."""
     half, S = num_kv_tokens // 2, L // 2
-    keys = torch.randint(0, half, (n, S), generator=gen)
-    dictionary = torch.randint(half, num_kv_tokens, (n, half), generator=gen)
-    real = torch.rand(n, S - 1, generator=gen) >= frac_noise
-    rescued = torch.randint(0, S - 1, (n,), generator=gen)
+
+    def draw(n: int) -> tuple[torch.Tensor, ...]:
+        keys = torch.randint(0, half, (n, S), generator=gen)
+        dictionary = torch.randint(half, num_kv_tokens, (n, half), generator=gen)
+        real = torch.rand(n, S - 1, generator=gen)
+        rescued = torch.randint(0, S - 1, (n,), generator=gen)
+        probe = torch.rand(n, S - 1, generator=gen)
+        if not noise_vocab_size:
+            return keys, dictionary, real, rescued, probe
+        noise = torch.randint(num_kv_tokens, num_kv_tokens + noise_vocab_size, (n, S, 2), generator=gen)
+        return keys, dictionary, real, rescued, probe, noise
+
+    return in_row_blocks(n, L, draw, functools.partial(_recall_pairs, half, frac_noise))
+
+
+def _recall_pairs(
+    half: int,
+    frac_noise: float,
+    keys: torch.Tensor,
+    dictionary: torch.Tensor,
+    uniform_real: torch.Tensor,
+    rescued: torch.Tensor,
+    uniform_probe: torch.Tensor,
+    noise: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, labels) of `recall_pairs` from its draws: keys (n, S), each example's value of every
+    key (n, K/2), a uniform number per slot but the last (n, S − 1) deciding which are real pairs, the
+    slot made real in an example of noise only (n,), a uniform number per slot choosing the probe's
+    slot among the real ones (n, S − 1), and the noise pairs (n, S, 2), or None without noise."""
+    n, S = keys.shape
+    real = uniform_real >= frac_noise
     all_noise = ~real.any(dim=1)
     real[all_noise, rescued[all_noise]] = True
-    probe_slot = torch.rand(n, S - 1, generator=gen).masked_fill(~real, -1.0).argmax(dim=1, keepdim=True)
-    keys[:, -1:] = keys.gather(1, probe_slot)
+    probe_slot = uniform_probe.masked_fill(~real, -1.0).argmax(dim=1, keepdim=True)
+    keys = torch.cat([keys[:, :-1], keys.gather(1, probe_slot)], dim=1)
     real = torch.cat([real, real.new_ones(n, 1)], dim=1)
     values = dictionary.gather(1, keys)
     pairs = torch.stack([keys, values], dim=2)
-    if noise_vocab_size:
-        noise = torch.randint(num_kv_tokens, num_kv_tokens + noise_vocab_size, (n, S, 2), generator=gen)
+    if noise is not None:
         pairs = torch.where(real[..., None], pairs, noise)
     not_a_key = half + torch.arange(S)  # a distinct stand-in per noise slot: never equal to a key
     recalled = repeats_earlier(torch.where(real, keys, not_a_key), half + S)
-    labels = torch.full((n, L), IGNORE_INDEX, dtype=torch.long)
+    labels = torch.full((n, 2 * S), IGNORE_INDEX, dtype=torch.long)
     labels[:, 0::2] = values.masked_fill(~recalled, IGNORE_INDEX)
-    return pairs.reshape(n, L), labels
+    return pairs.reshape(n, 2 * S), labels
 
 
 class InContextRecallConfig(TaskConfig):

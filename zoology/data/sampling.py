@@ -6,6 +6,7 @@ segment's data depend only on its config and seed.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Literal
@@ -21,15 +22,52 @@ FILLER_HELP = (
 
 _CHUNK_ELEMENTS = 1 << 22
 _BLOCK_TOKENS = 1 << 16
+_OP_ELEMENTS = 1 << 15
 
 
-def in_row_blocks(n: int, row_len: int, build: Callable[[int], tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
-    """build(rows) for consecutive blocks of the n rows, concatenated. Blocks of about 65,536 tokens
-    keep a generator's temporaries in cache (several times faster than whole segments); the block
-    size depends on row_len only, so a seed's data do not depend on the machine."""
+def in_row_blocks(
+    n: int,
+    row_len: int,
+    draw: Callable[[int], tuple[torch.Tensor, ...]],
+    build: Callable[..., tuple[torch.Tensor, ...]],
+    width: int | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """The n rows of build's outputs. draw(rows) makes every random draw of a block of rows (tensors
+    with a row per example); build(*draws) turns some of those rows into output rows, drawing nothing.
+
+    Blocks hold about 65,536 tokens; the block size depends on row_len only, so a seed's data do not
+    depend on the machine. Each block is built in slices of at most 32,768 / width rows (width: the
+    longest row of build's tensors, default row_len): torch runs an op that small on one thread
+    (at::internal::GRAIN_SIZE elements), and a generator is many small ops, for which the threads'
+    synchronisation costs more than it saves; on busy cores an op whose other thread waits for a core
+    takes a scheduler slice (milliseconds) instead of microseconds. (Advanced indexing, t[index] or
+    t[mask], opens a parallel region at any size: build uses gather, index_select and scatter.)
+    Slices stay in cache, and each is copied into the preallocated result as soon as it is built,
+    so its memory serves the next."""
     rows = max(1, _BLOCK_TOKENS // row_len)
-    parts = [build(min(rows, n - start)) for start in range(0, n, rows)]
-    return tuple(torch.cat(tensors) for tensors in zip(*parts))
+    out: tuple[torch.Tensor, ...] = ()
+    for start in range(0, n, rows):
+        out = in_slices(draw(min(rows, n - start)), build, width or row_len, n, start, out)
+    return out
+
+
+def in_slices(
+    draws: tuple[torch.Tensor, ...],
+    build: Callable[..., tuple[torch.Tensor, ...]],
+    width: int,
+    n: int | None = None,
+    start: int = 0,
+    out: tuple[torch.Tensor, ...] = (),
+) -> tuple[torch.Tensor, ...]:
+    """build(*draws) in slices of at most 32,768 / width rows (see `in_row_blocks`), written to rows
+    start … of `out` (n rows, allocated from the first slice when empty, n default the draws' rows)."""
+    step = max(1, _OP_ELEMENTS // width)
+    for first in range(0, len(draws[0]), step):
+        part = build(*(d[first : first + step] for d in draws))
+        out = out or tuple(t.new_empty((n or len(draws[0]), *t.shape[1:])) for t in part)
+        for whole, rows_built in zip(out, part, strict=True):
+            whole[start + first : start + first + len(rows_built)] = rows_built
+    return out
 
 
 def distinct_randint(n: int, k: int, low: int, high: int, gen: torch.Generator) -> torch.Tensor:
@@ -54,17 +92,29 @@ def distinct_randint(n: int, k: int, low: int, high: int, gen: torch.Generator) 
                 for start in range(0, n, rows)
             ]
         )
-    out = torch.empty(n, k, dtype=torch.long)
-    todo = torch.arange(n)
+    out: torch.Tensor | None = None
+    todo = torch.arange(n)  # the rows still to draw
     while todo.numel():
         x = torch.randint(low, high, (todo.numel(), m), generator=gen)
-        small_table = todo.numel() * span <= _CHUNK_ELEMENTS
-        keep = ~(repeats_earlier(x - low, span) if small_table else repeats_earlier(x))
-        enough = keep.sum(dim=1) >= k
-        keep &= keep.cumsum(dim=1) <= k
-        out[todo[enough]] = x[enough][keep[enough]].view(-1, k)
-        todo = todo[~enough]
-    return out
+        drawn, enough = in_slices((x,), functools.partial(_first_distinct, k, low, span), m)
+        done = enough.nonzero().squeeze(1)
+        if out is None:
+            out = drawn  # its rows without k distinct draws are overwritten below
+        else:
+            out.index_copy_(0, todo.index_select(0, done), drawn.index_select(0, done))
+        todo = todo.index_select(0, enough.logical_not().nonzero().squeeze(1))
+    return out if out is not None else torch.empty(0, k, dtype=torch.long)
+
+
+def _first_distinct(k: int, low: int, span: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(each row's first k distinct entries (n, k), whether the row has k (n,)) of x (n, m) in
+    [low, low + span). Scatter, not boolean indexing, which opens a parallel region however small the
+    tensor: each kept entry goes to the column of its rank, every other one to a spare column."""
+    small_table = len(x) * span <= _OP_ELEMENTS  # the table: one op, serial below this size
+    keep = ~(repeats_earlier(x - low, span) if small_table else repeats_earlier(x))
+    rank = keep.cumsum(dim=1)
+    column = torch.where(keep & (rank <= k), rank - 1, k)
+    return x.new_empty(len(x), k + 1).scatter_(1, column, x)[:, :k], rank[:, -1] >= k
 
 
 def repeats_earlier(x: torch.Tensor, num_values: int | None = None) -> torch.Tensor:

@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 import torch
 from pydantic import Field, model_validator
 
-from zoology.data.sampling import distinct_randint
+from zoology.data.sampling import distinct_randint, in_slices
 from zoology.data.segment import IGNORE_INDEX, Segment
 from zoology.data.task import TaskConfig
 
@@ -50,10 +50,16 @@ class SelectiveCopyingConfig(TaskConfig):
         gen = torch.Generator().manual_seed(seed)
         n, L, k, V = self.num_examples, self.input_seq_len, self.num_tokens_to_copy, self.vocab_size
         data = torch.randint(0, V - 2, (n, k), generator=gen)
-        places = distinct_randint(n, k, 0, L - k - 1, gen).sort(dim=1).values
+        places = distinct_randint(n, k, 0, L - k - 1, gen)
+        inputs, labels = in_slices((data, places), self._build, L)
+        return Segment(inputs, labels, self.slice_fields())
+
+    def _build(self, data: torch.Tensor, places: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, labels) of examples with these data tokens (n, k) at these prefix positions (n, k)."""
+        n, L, k, V = len(data), self.input_seq_len, self.num_tokens_to_copy, self.vocab_size
         inputs = torch.full((n, L), V - 2, dtype=torch.long)
-        inputs.scatter_(1, places, data)
+        inputs.scatter_(1, places.sort(dim=1).values, data)
         inputs[:, L - k - 1] = V - 1
         labels = torch.full((n, L), IGNORE_INDEX, dtype=torch.long)
         labels[:, L - k :] = data
-        return Segment(inputs, labels, self.slice_fields())
+        return inputs, labels
