@@ -207,3 +207,17 @@ def test_a_score_table_of_one_family_keeps_its_colour_bar_label_and_task_names_w
     ticks = [t.get_window_extent(renderer) for t in ax.get_xticklabels()]
     for a, b in itertools.combinations(ticks, 2):
         assert not a.overlaps(b)
+
+
+@pytest.mark.parametrize("facet", [None, "d_model"])
+def test_a_long_title_is_wrapped_over_the_panels_clear_of_the_legend(facet):
+    title = "Recall against perplexity: text and MQAR trained together in one model, every family at two sizes"
+    fig = analysis.plot_frontier(crowded(), title=title, facet=facet)
+    renderer = drawn(fig)
+    shown = fig.axes[0].title if facet is None else fig._suptitle
+    assert shown.get_text().split() == title.split()  # every word, wrapped onto lines
+    box = shown.get_window_extent(renderer)
+    assert not box.overlaps(fig.legends[0].get_window_extent(renderer))
+    panels = [ax.get_window_extent(renderer) for ax in fig.axes if ax.get_visible()]
+    assert min(p.x0 for p in panels) - 1 <= box.x0 and box.x1 <= max(p.x1 for p in panels) + 1
+    assert not any(box.overlaps(p) for p in panels)

@@ -124,8 +124,12 @@ def plot_frontier(
         frameon=False,
         alignment="left",
     )
-    if title:
-        fig.suptitle(title, fontsize=FONT["axis"] + 1)
+    if title:  # wrapped to the panels' width and centred on them, clear of the legend beside them
+        wrapped = textwrap.fill(title, width=int(5.8 * ncols * 72 / (0.5 * (FONT["axis"] + 1))))
+        if facet is None:
+            axes[0].set_title(wrapped, fontsize=FONT["axis"] + 1)
+        else:
+            fig.suptitle(wrapped, fontsize=FONT["axis"] + 1, x=(5.8 * ncols / 2 + 0.4) / (5.8 * ncols + 2.4))
     renderer = freeze_layout(fig)
     key: list[tuple[int, PointLabel]] = []
     for ax, panel in zip(axes, panels):
