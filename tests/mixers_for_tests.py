@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import torch
 
 from zoology.mixers.base_conv import BaseConv
 
-FAULTS = ("none", "oom", "exit", "sigkill")
+FAULTS = ("none", "oom", "exit", "sigkill", "linger")
 
 
 class Probe(BaseConv):
     """BaseConv that appends "<tag> <pid>" to `record_to` when a run builds it (layer 0), sleeps
     `sleep_s` to make the run last, and in its first forward acts out `fault`: "oom" raises
-    torch.OutOfMemoryError, "exit" calls os._exit(3), "sigkill" kills its own process."""
+    torch.OutOfMemoryError, "exit" calls os._exit(3), "sigkill" kills its own process, "linger" starts a
+    thread that never ends and is not a daemon (as a compiler's worker pool can leave one), so the
+    process cannot end by returning from main, and writes "<record_to>.linger" once it has."""
 
     def __init__(
         self,
@@ -32,6 +35,7 @@ class Probe(BaseConv):
         if fault not in FAULTS:
             raise ValueError(f"fault={fault!r}: use one of {FAULTS}")
         self.fault = fault
+        self.record_to = record_to
         if record_to and layer_idx == 0:
             with open(record_to, "a") as f:
                 f.write(f"{tag} {os.getpid()}\n")
@@ -44,4 +48,9 @@ class Probe(BaseConv):
             os._exit(3)
         if self.fault == "sigkill":
             os.kill(os.getpid(), signal.SIGKILL)
+        if self.fault == "linger" and not hasattr(self, "lingering"):
+            self.lingering = threading.Thread(target=threading.Event().wait, daemon=False)
+            self.lingering.start()
+            with open(f"{self.record_to}.linger", "w") as f:
+                f.write(str(os.getpid()))
         return super().forward(u)

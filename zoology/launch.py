@@ -19,8 +19,10 @@ Launching again after an interruption resumes: finished runs are kept, unfinishe
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -41,8 +43,36 @@ from zoology.runner.progress import Progress, print_summary, summary_table
 from zoology.runner.rundir import write_sweep_order
 from zoology.runner.sequential import run_sequential
 
+EXIT_GRACE_S = 30.0
+"""Once interrupted, the launcher ends within this many seconds (ZOOLOGY_EXIT_GRACE_S overrides it)."""
+
+
+def exit_within_grace(code: int = 130) -> None:
+    """After an interruption, end the process with `code` within the grace period, even where threads
+    this process does not own (a compiler's workers, say) would keep it alive or a signal raised
+    inside a compiled trace leaves it stuck. Nothing is lost: run directories are written atomically
+    and a cut-off run resumes from its checkpoint."""
+
+    def end() -> None:
+        print(f"\nthe launcher did not end within {grace:g}s of the interruption; exiting", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    if any(isinstance(t, threading.Timer) and t.name == "exit-within-grace" for t in threading.enumerate()):
+        return  # armed already (SIGTERM arms it, and the interruption it raises would again)
+    try:
+        grace = float(os.environ.get("ZOOLOGY_EXIT_GRACE_S", EXIT_GRACE_S))
+    except ValueError:
+        grace = EXIT_GRACE_S
+    timer = threading.Timer(grace, end)
+    timer.name = "exit-within-grace"
+    timer.daemon = True
+    timer.start()
+
 
 def _raise_keyboard_interrupt(signum, frame) -> None:
+    exit_within_grace()
     raise KeyboardInterrupt
 
 
@@ -131,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             run_sequential(todo, args.device, progress, rerun_before)
     except KeyboardInterrupt:
+        exit_within_grace()
         progress.interrupted()
         progress.close()
         print("\ninterrupted: finished runs are kept; launch again to resume", file=sys.stderr)
