@@ -194,7 +194,8 @@ def test_a_lock_is_held_while_its_process_lives_and_freed_when_it_is_killed(tmp_
 @pytest.mark.parametrize("mode", ["ray", "sequential"])
 def test_a_run_killed_mid_way_resumes_from_its_checkpoint(request, tmp_path, procs, mode):
     mode = mode_args(request, mode)
-    config = tiny_config("long", tmp_path / "record.txt", epochs=12)
+    epochs = 6  # killed after its third, so that the second attempt resumes mid-way
+    config = tiny_config("long", tmp_path / "record.txt", epochs=epochs)
     config["data"]["train"][0]["num_examples"] = 3000
     config["checkpoint_every"] = 0
     sweep = write_sweep(tmp_path / "long.py", [config])
@@ -207,15 +208,15 @@ def test_a_run_killed_mid_way_resumes_from_its_checkpoint(request, tmp_path, pro
     finish(first)
     kill_group(first)
     before = run.metrics()
-    assert not run.is_finished() and len(before) < 12
+    assert not run.is_finished() and len(before) < epochs
 
     again = launch(sweep, tmp_path / "runs", *mode)
     procs.append(again)
     rc, out = finish(again)
     assert rc == 0, out
-    check_complete(run, epochs=12)
+    check_complete(run, epochs=epochs)
     after = run.metrics()
-    assert [r["epoch"] for r in after] == list(range(12))
+    assert [r["epoch"] for r in after] == list(range(epochs))
     # the epochs up to the checkpoint are the first attempt's records, timings included
     assert after[: len(before) - 1] == before[: len(before) - 1]
     assert not run.checkpoint_path.exists()
