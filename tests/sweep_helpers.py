@@ -1,14 +1,18 @@
-"""Tiny sweeps of the test Probe mixer, and launching `python -m zoology.launch` as a real process."""
+"""Tiny sweeps of the test Probe mixer, launching `python -m zoology.launch` as a real process, and a
+real local Ray cluster that several launchers join."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from zoology.runner.rundir import RunDir
@@ -106,3 +110,36 @@ def check_complete(run: RunDir, epochs: int) -> dict:
     assert not run.error_path.exists()
     assert not (run.path / ".lock").exists()
     return result
+
+
+@contextlib.contextmanager
+def ray_cluster(log: Path, num_cpus: int = 2) -> Iterator[str]:
+    """A Ray head node of `num_cpus` CPUs on this host (`ray start --head --block`, as its own process
+    group, its workers able to import tests.*): yields its address, for launchers to join with
+    --address; stopped afterwards, every process of it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    flags = [f"--port={port}", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", "--num-gpus=0"]
+    flags += ["--include-dashboard=false", "--disable-usage-stats"]
+    with open(log, "w") as out:
+        head = subprocess.Popen(
+            [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", *flags],
+            env={**os.environ, "PYTHONPATH": path, "RAY_USAGE_STATS_ENABLED": "0"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for(lambda: head.poll() is not None or "Ray runtime started" in log.read_text(), what="a Ray head node")
+        assert head.poll() is None, log.read_text()
+        yield f"127.0.0.1:{port}"
+    finally:
+        head.send_signal(signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait()
+        kill_group(head)

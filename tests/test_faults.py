@@ -1,5 +1,9 @@
 """Fault tolerance of the launcher, with real processes: runs that raise or die, a launcher killed
-mid-sweep and launched again, two launchers on one sweep, and a lock whose holder died."""
+mid-sweep and launched again, two launchers on one sweep, and a lock whose holder died.
+
+The Ray launchers here join one real Ray cluster started for the module (2 CPUs, one run per CPU), as
+launchers on a cluster do (--address), rather than each starting and stopping an instance of its own
+(tests/test_parallel.py and the README's -p commands start their own)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from sweep_helpers import (
     finish,
     kill_group,
     launch,
+    ray_cluster,
     run_dir,
     tiny_config,
     trainings,
@@ -24,7 +29,22 @@ from sweep_helpers import (
 
 from zoology.runner.locks import RunLock
 
-RAY = ["-p", "--num-cpus", "2", "--cpus-per-run", "1"]
+
+@pytest.fixture(scope="module")
+def ray_address(tmp_path_factory):
+    """The address of the module's Ray cluster, started on first use."""
+    pytest.importorskip("ray")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_AUTH_MODE", "token")  # the cluster's token (~/.ray/auth_token) lets launchers join it
+        with ray_cluster(tmp_path_factory.mktemp("ray") / "head.log") as address:
+            yield address
+
+
+def mode_args(request, mode: str) -> list[str]:
+    """The launcher's flags for a mode: 'ray' (-p on the module's cluster) or 'sequential' (none)."""
+    if mode == "sequential":
+        return []
+    return ["-p", "--address", request.getfixturevalue("ray_address"), "--cpus-per-run", "1"]
 
 
 @pytest.fixture
@@ -37,16 +57,9 @@ def procs():
         kill_group(proc)
 
 
-@pytest.mark.parametrize(
-    "mode",
-    [
-        pytest.param(RAY, id="ray"),
-        pytest.param([], id="sequential"),
-    ],
-)
-def test_failing_runs_are_marked_failed_and_the_sweep_goes_on(tmp_path, procs, mode):
-    if mode:
-        pytest.importorskip("ray")
+@pytest.mark.parametrize("mode", ["ray", "sequential"])
+def test_failing_runs_are_marked_failed_and_the_sweep_goes_on(request, tmp_path, procs, mode):
+    mode = mode_args(request, mode)
     record = tmp_path / "record.txt"
     faults = ["none", "oom", "exit", "sigkill"] if mode else ["none", "oom"]
     configs = [tiny_config(f, record, fault=f) for f in faults] + [tiny_config("last", record)]
@@ -116,9 +129,8 @@ def _kill_mid_sweep(tmp_path, procs, mode: list[str], sig: int) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_killed_ray_launcher_resumes_without_redoing_finished_runs(tmp_path, procs, sig):
-    pytest.importorskip("ray")
-    _kill_mid_sweep(tmp_path, procs, RAY, sig)
+def test_killed_ray_launcher_resumes_without_redoing_finished_runs(request, tmp_path, procs, sig):
+    _kill_mid_sweep(tmp_path, procs, mode_args(request, "ray"), sig)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
@@ -126,16 +138,9 @@ def test_killed_sequential_launcher_resumes_without_redoing_finished_runs(tmp_pa
     _kill_mid_sweep(tmp_path, procs, [], sig)
 
 
-@pytest.mark.parametrize(
-    "modes",
-    [
-        pytest.param(([], []), id="sequential+sequential"),
-        pytest.param((RAY, []), id="ray+sequential"),
-    ],
-)
-def test_two_launchers_on_one_sweep_train_each_config_once(tmp_path, procs, modes):
-    if modes[0]:
-        pytest.importorskip("ray")
+@pytest.mark.parametrize("modes", ["sequential+sequential", "ray+sequential"])
+def test_two_launchers_on_one_sweep_train_each_config_once(request, tmp_path, procs, modes):
+    modes = [mode_args(request, mode) for mode in modes.split("+")]
     record = tmp_path / "record.txt"
     tags = [str(i) for i in range(6)]
     configs = [tiny_config(t, record, sleep_s=1.0, epochs=1) for t in tags]
@@ -186,11 +191,11 @@ def test_a_lock_is_held_while_its_process_lives_and_freed_when_it_is_killed(tmp_
     again.release()
 
 
-@pytest.mark.parametrize("mode", [pytest.param(RAY, id="ray"), pytest.param([], id="sequential")])
-def test_a_run_killed_mid_way_resumes_from_its_checkpoint(tmp_path, procs, mode):
-    if mode:
-        pytest.importorskip("ray")
-    config = tiny_config("long", tmp_path / "record.txt", epochs=12)
+@pytest.mark.parametrize("mode", ["ray", "sequential"])
+def test_a_run_killed_mid_way_resumes_from_its_checkpoint(request, tmp_path, procs, mode):
+    mode = mode_args(request, mode)
+    epochs = 6  # killed after its third, so that the second attempt resumes mid-way
+    config = tiny_config("long", tmp_path / "record.txt", epochs=epochs)
     config["data"]["train"][0]["num_examples"] = 3000
     config["checkpoint_every"] = 0
     sweep = write_sweep(tmp_path / "long.py", [config])
@@ -203,15 +208,15 @@ def test_a_run_killed_mid_way_resumes_from_its_checkpoint(tmp_path, procs, mode)
     finish(first)
     kill_group(first)
     before = run.metrics()
-    assert not run.is_finished() and len(before) < 12
+    assert not run.is_finished() and len(before) < epochs
 
     again = launch(sweep, tmp_path / "runs", *mode)
     procs.append(again)
     rc, out = finish(again)
     assert rc == 0, out
-    check_complete(run, epochs=12)
+    check_complete(run, epochs=epochs)
     after = run.metrics()
-    assert [r["epoch"] for r in after] == list(range(12))
+    assert [r["epoch"] for r in after] == list(range(epochs))
     # the epochs up to the checkpoint are the first attempt's records, timings included
     assert after[: len(before) - 1] == before[: len(before) - 1]
     assert not run.checkpoint_path.exists()

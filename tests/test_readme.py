@@ -15,8 +15,11 @@ How a block is chosen:
 
 How it is shrunk, so the whole README runs in minutes:
 - the sweep files and presets it names are replaced in the working directory by small stand-ins:
-  the real file's configs, names, models and learning rates unchanged, with 32 training and 16 test
-  examples per segment and one epoch (so filters, labels and plots behave as documented);
+  the real file's configs, names, models and learning rates unchanged, with 32 training and 16
+  validation and test examples per segment and one epoch (so filters, labels and plots behave as
+  documented);
+- a command training a preset by name (`python -m zoology.train text`, which reads the installed
+  preset, not the working directory's) gets the same shrinking as `--set` overrides appended;
 - benchmark commands get small settings appended (later flags win): see SHRINK.
 """
 
@@ -58,13 +61,18 @@ configs = [shrink(c) for c in load_sweep({real!r})]
 """
 
 
-def shrink(config: TrainConfig) -> TrainConfig:
-    """A config's stand-in: 32 training and 16 test examples per segment, one epoch, the same name."""
-    updates: dict = {"max_epochs": 1, "name": config.name}
-    for split, n in (("train", 32), ("test", 16)):
+def shrinking(config: TrainConfig) -> dict:
+    """What shrinks a config: 32 training and 16 validation and test examples per segment, one epoch."""
+    updates: dict = {"max_epochs": 1}
+    for split, n in (("train", 32), ("valid", 16), ("test", 16)):
         for i, _ in enumerate(getattr(config.data, split)):
             updates[f"data.{split}.{i}.num_examples"] = n
-    return config.set(updates)
+    return updates
+
+
+def shrink(config: TrainConfig) -> TrainConfig:
+    """A config's stand-in: shrunk (see shrinking), the same name."""
+    return config.set({**shrinking(config), "name": config.name})
 
 
 def bare(line: str) -> str:
@@ -113,8 +121,12 @@ def not_run(command: str) -> str | None:
 
 
 def command_of(line: str) -> str:
-    """What this test runs for a README command line: the line, shrunk (SHRINK)."""
+    """What this test runs for a README command line: the line, shrunk (a preset trained by name, SHRINK)."""
     line = bare(line)
+    preset = re.fullmatch(r"python -m zoology\.train ([\w-]+)", line)
+    if preset:
+        updates = shrinking(TrainConfig.from_yaml(preset[1]))
+        line = f"{line} --set {' '.join(f'{key}={value}' for key, value in updates.items())}"
     for prefix, flags in SHRINK.items():
         if prefix in line:
             line = f"{line} {flags}"
