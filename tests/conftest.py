@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 
 import pytest
 import torch
@@ -19,6 +20,12 @@ from zoology.config import TrainConfig
 
 if "OMP_NUM_THREADS" not in os.environ:
     torch.set_num_threads(1)
+
+# A shell without job control starts background commands with SIGINT ignored, and children inherit
+# that: the launchers these tests interrupt as Ctrl-C would then never see it. Tests run as from a
+# terminal, wherever they were started from.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser) -> None:
