@@ -2,7 +2,9 @@
 
 An op is a function of tensors (or the torch.autograd.Function behind one): no projections, no
 parameters, no recurrent-state bookkeeping; those belong to the layers in `zoology.mixers`, which
-import ops. Ops know no layers: nothing here imports zoology.mixers or defines an nn.Module layer.
+import ops. Ops know no layers: nothing here imports zoology.mixers or defines a layer. The one
+nn.Module here, `feature_maps.TaylorFeatureMap`, has no parameters: it is a module only so that its
+constant pair-selection matrices are a buffer that moves (and casts) with the layer that owns it.
 
 A family with several implementations is a folder, `naive.py` (the reference, written for reading)
 next to `chunked.py` (the PyTorch training path) next to `triton.py` (fused kernels, CUDA, or the CPU
