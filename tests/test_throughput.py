@@ -96,6 +96,21 @@ def test_attention_state_and_step_work_grow_with_context_base_conv_do_not():
     assert state32 == state8 and read32 == read8
 
 
+
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+def test_decode_floor_is_the_weights_looked_up_rows_and_state_and_each_point_says_its_multiple(tied):
+    settings = throughput.Settings(**{**TINY, "batch_sizes": (2, 4), "contexts": (8, 16)})
+    config = ModelConfig(vocab_size=1000, d_model=16, n_layers=2, mixers=["attention"], tie_embeddings=tied)
+    entry = throughput.measure(config, settings, log=lambda _: None)
+    model = LanguageModel(config)
+    table = model.embed.weight.numel()
+    for p in entry["points"]:
+        state = 2 * 2 * 16 * p["context"] * p["batch_size"]  # K and V of both layers, float32
+        rows = table if tied else p["batch_size"] * 16  # the untied head reads the whole unembedding
+        assert p["decode_floor_bytes"] == 4 * (sum(q.numel() for q in model.parameters()) - table + rows + state)
+        step_s, floor_s = p["decode_s"] / settings.decode_steps, p["decode_floor_bytes"] / entry["copy_bytes_per_s"]
+        assert p["decode_floor_s"] == pytest.approx(floor_s) and p["decode_x_floor"] == pytest.approx(step_s / floor_s)
+
 def test_sweep_results_written_per_device_and_joined_by_load(tmp_path):
     sweep = tmp_path / "sweep"
     configs = [tiny_train_config(["base_conv"], lr=lr) for lr in (1e-3, 3e-3)]

@@ -102,6 +102,7 @@ def throughput_columns(run: RunDir, device: str | None = None) -> dict[str, Any]
     row["throughput_batch_size"], row["throughput_context"] = near["batch_size"], near["context"]
     for kind in ("prefill", "decode"):
         row[f"{kind}_tokens_per_s"] = near.get(f"{kind}_tokens_per_s")
+    row["decode_x_floor"] = near.get("decode_x_floor")  # measured step time / its memory floor
     return row
 
 

@@ -44,6 +44,15 @@ def timings(fn: Callable[..., Any], device: torch.device, warmup: int, repeats: 
     return times
 
 
+def copy_rate(device: torch.device) -> float:
+    """Measured memory bandwidth of `device` in bytes/s: a device-to-device copy (256 MiB on CUDA,
+    32 MiB elsewhere) counts its bytes read plus written; the median of 10 after one warm-up."""
+    x = torch.empty(256 * 2**20 if device.type == "cuda" else 32 * 2**20, device=device, dtype=torch.uint8)
+    y = torch.empty_like(x)
+    seconds = sorted(timings(lambda: y.copy_(x), device, warmup=1, repeats=10))[5]
+    return 2 * x.numel() / seconds
+
+
 def content_hash(obj: Any, length: int = 12) -> str:
     """Stable hex digest of a JSON-serialisable object (key order does not matter)."""
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)

@@ -10,6 +10,12 @@ checked against eager decoding; the faster of the two is reported. Peak memory i
 max_memory_allocated (weights included); a CPU has no such counter, so there only the state bytes,
 which are reported everywhere, stand for the memory.
 
+The floor of a decode step is the fewest bytes it can read (`decode_floor_bytes`: every weight once as
+stored, the looked-up rows of the token and position tables, the whole recurrent state) over the
+device's measured copy bandwidth (`copy_bytes_per_s`, bytes read plus written per second); each point
+reports its step time as a multiple of that floor (`decode_x_floor`: 1 is a step that only streams
+what it must read).
+
 Weights: a run's kept weights (model.safetensors) when measuring a sweep's runs that have them, else
 random (the model's own init); speed does not depend on the values, and each entry says which it
 used. Before timing, every layer's recurrent form is checked against its parallel form in float64
@@ -48,7 +54,7 @@ from zoology.config import ModelConfig, TrainConfig
 from zoology.mixers import conformance
 from zoology.model import LanguageModel
 from zoology.runner.rundir import RunDir, run_dirs, standalone_run
-from zoology.utils import pick_device, sync, timings
+from zoology.utils import copy_rate, pick_device, sync, timings
 
 BATCH_SIZES = (1, 16, 64, 256)
 CONTEXTS = (256, 1024, 4096)
@@ -119,6 +125,20 @@ def _mixer_step_reads(model: LanguageModel, state: dict, batch_size: int, autoca
             block.mixer.step(x_t, _clone(layer_state))
         total += counter.elements
     return total
+
+
+def decode_floor_bytes(model: LanguageModel, state: Any, batch_size: int) -> int:
+    """The fewest bytes one decode step (a token for each of `batch_size` sequences) can read: every
+    weight once as stored, except that of the token and position tables only the looked-up rows count
+    (the whole token table when the head is tied to it), plus the whole recurrent state."""
+    looked_up = {id(model.pos_embed.weight)} if model.pos_embed is not None else set()
+    if model.unembed is not None:
+        looked_up.add(id(model.embed.weight))
+    total = 0
+    for p in model.parameters():
+        elements = min(batch_size, p.shape[0]) * p.shape[1] if id(p) in looked_up else p.numel()
+        total += elements * p.element_size()
+    return total + sum(t.numel() * t.element_size() for t in _tensors(state))
 
 
 # Timing.
@@ -194,9 +214,15 @@ class _GraphedDecode:
 
 
 def measure_point(
-    model: LanguageModel, batch_size: int, context: int, settings: Settings, device: torch.device
+    model: LanguageModel,
+    batch_size: int,
+    context: int,
+    settings: Settings,
+    device: torch.device,
+    bytes_per_s: float | None = None,
 ) -> dict[str, Any]:
-    """Prefill and decode timings, state and memory at one (batch size, prompt length)."""
+    """Prefill and decode timings, state and memory at one (batch size, prompt length); with the
+    device's measured `bytes_per_s`, also the decode step's memory floor and the time's ratio to it."""
     steps = settings.decode_steps
     gen = torch.Generator(device=device).manual_seed(settings.seed)
     ids = torch.randint(model.config.vocab_size, (batch_size, context), device=device, generator=gen)
@@ -231,6 +257,7 @@ def measure_point(
     point["mixer_step_reads_per_token"] //= batch_size
     point["state_elements_per_seq"] = mixers.state_numel(prompt["state"]) // batch_size
     point["state_bytes"] = sum(t.numel() * t.element_size() for t in _tensors(prompt["state"]))
+    point["decode_floor_bytes"] = decode_floor_bytes(model, prompt["state"], batch_size)
 
     eager_s = _median_time(decode, device, settings.warmup, settings.repeats, setup=fresh)
     point["decode_eager_tokens_per_s"] = batch_size * steps / eager_s
@@ -255,6 +282,9 @@ def measure_point(
     point["decode_tokens_per_s"] = batch_size * steps / best_s
     point["decode_s"] = best_s
     point["decode_mode"] = mode
+    if bytes_per_s:
+        point["decode_floor_s"] = point["decode_floor_bytes"] / bytes_per_s  # one step
+        point["decode_x_floor"] = best_s / steps / point["decode_floor_s"]
     return point
 
 
@@ -293,8 +323,10 @@ def measure(
     else:
         model = results.load_model(weights_from, "final", device)
     check_recurrence(model, device)
+    bytes_per_s = copy_rate(device)
     entry: dict[str, Any] = {
         "device": device_name(device),
+        "copy_bytes_per_s": bytes_per_s,
         "dtype": settings.dtype,
         "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "params": model.num_parameters(),
@@ -309,7 +341,7 @@ def measure(
         for batch_size in settings.batch_sizes:
             try:
                 with torch.inference_mode():
-                    point = measure_point(model, batch_size, context, settings, device)
+                    point = measure_point(model, batch_size, context, settings, device, bytes_per_s)
             except torch.OutOfMemoryError as e:
                 point = {"batch_size": batch_size, "context": context, "error": f"out of memory: {e}"[:300]}
             except mixers.SequenceTooLong as e:
@@ -336,7 +368,7 @@ def _point_line(label: str, p: dict) -> str:
         return f"{head} {p['error']}"
     return (
         f"{head} prefill {p['prefill_tokens_per_s']:>12,.0f} tok/s   decode {p['decode_tokens_per_s']:>10,.0f} "
-        f"tok/s ({p['decode_mode']})   state {p['state_elements_per_seq']:,}/seq"
+        f"tok/s ({p['decode_mode']}, {p['decode_x_floor']:.0f}× its floor)   state {p['state_elements_per_seq']:,}/seq"
     )
 
 
@@ -356,19 +388,21 @@ def _fmt(value: float | None, scale: float = 1.0) -> str:
 def markdown_table(rows: list[tuple[str, dict]]) -> str:
     """rows: (model label, entry). One line per (model, B, P)."""
     lines = [
-        "| model | B | P | prefill tok/s | decode tok/s | decode | state elems/seq | mixer reads/token | peak MiB |",
-        "|---|--:|--:|--:|--:|---|--:|--:|--:|",
+        "| model | B | P | prefill tok/s | decode tok/s | decode | step reads MB | × floor | state elems/seq "
+        "| mixer reads/token | peak MiB |",
+        "|---|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|",
     ]
     for label, entry in rows:
         for p in entry["points"]:
             if "error" in p:
-                lines.append(f"| {label} | {p['batch_size']} | {p['context']} | {p['error'][:40]} ||||||")
+                lines.append(f"| {label} | {p['batch_size']} | {p['context']} | {p['error'][:40]} ||||||||")
                 continue
             peaks = [p.get("prefill_peak_bytes"), p.get("decode_peak_bytes")]
             peak = max(peaks) if None not in peaks else None
             lines.append(
                 f"| {label} | {p['batch_size']} | {p['context']} | {_fmt(p['prefill_tokens_per_s'])} | "
                 f"{_fmt(p['decode_tokens_per_s'])} | {p['decode_mode'].replace('_', ' ')} | "
+                f"{p['decode_floor_bytes'] / 1e6:,.2f} | {p['decode_x_floor']:,.1f} | "
                 f"{p['state_elements_per_seq']:,} | {p['mixer_step_reads_per_token']:,} | {_fmt(peak, 2**20)} |"
             )
     return "\n".join(lines)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections import Counter
 
 import torch
@@ -23,7 +22,7 @@ from zoology.model import LanguageModel
 from zoology.training import Callbacks, train
 from zoology.training.loop import load_segments
 from zoology.training.step import autocast, query_loss
-from zoology.utils import pick_device, sync
+from zoology.utils import copy_rate, pick_device, timings
 
 
 def bench_config(model_preset: str, data_preset: str, d_model: int | None, epochs: int, overrides: list[str]):
@@ -41,19 +40,8 @@ def device_rates(device: torch.device) -> tuple[float, float]:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     n = 8192 if device.type == "cuda" else 1024
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    x = torch.empty(256 * 2**20 if device.type == "cuda" else 32 * 2**20, device=device, dtype=torch.uint8)
-    y = torch.empty_like(x)
-
-    def timed(fn, repeats=10):
-        fn()
-        sync(device)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        sync(device)
-        return (time.perf_counter() - start) / repeats
-
-    return 2 * n**3 / timed(lambda: a @ b), 2 * x.numel() / timed(lambda: y.copy_(x))
+    seconds = sum(timings(lambda: a @ b, device, warmup=1, repeats=10)) / 10
+    return 2 * n**3 / seconds, copy_rate(device)
 
 
 def epoch_floor(config: TrainConfig, device: torch.device) -> dict:
