@@ -109,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     wandb_args.add_argument("--wandb-group", metavar="NAME", help="default: the sweep name")
     wandb_args.add_argument("--wandb-mode", choices=("online", "offline", "disabled"))
     add_debug_flag(parser)
+    given = sys.argv[1:] if argv is None else argv
+    for flag, value in zip(given, given[1:]):
+        if flag == "--filter" and value.startswith("-") and value not in parser._option_string_actions:
+            hint = f"a pattern starting with '-' is read as a flag; join it: --filter='{value}'"
+            parser.error(f"--filter {value!r}: {hint}")
     args = parser.parse_args(argv)
     check_device_flag(args.device)
     if args.filter:
