@@ -2,9 +2,11 @@ import json
 import textwrap
 
 import torch
+from conftest import tiny_config
 
 from zoology import results
 from zoology.launch import main
+from zoology.model import LanguageModel
 from zoology.runner.rundir import RESULT_FORMAT, run_dirs, write_sweep_order
 
 SWEEP = """
@@ -71,7 +73,8 @@ def test_results_rows_have_state_params_and_slices(tmp_path):
     df = results.load(tmp_path / "runs" / "toy")
     row = df.iloc[0]
     assert row["model"] == "base_conv+attention"
-    assert row["params"] > 0 and row["state_size"] == 32 * 2 + 2 * 32 * 32
+    model = LanguageModel(tiny_config({"max_epochs": 1}).model)  # both runs' model: only the lr differs
+    assert row["params"] == model.num_parameters() and row["state_size"] == 32 * 2 + 2 * 32 * 32
     assert "acc_last.mqar-L32-N4" in df.columns and "acc_best.mqar-L32-N4" in df.columns
     slices = results.load_slices(tmp_path / "runs" / "toy")
     assert set(slices["input_seq_len"]) == {32} and len(slices) == 2

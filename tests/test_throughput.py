@@ -51,7 +51,11 @@ def test_refuses_a_mixer_whose_recurrent_form_is_wrong(broken, message):
 def test_accepts_a_correct_custom_mixer():
     config = ModelConfig(vocab_size=32, d_model=16, mixers=["base_conv", dotted(broken_recurrence.PrefixMean)])
     entry = throughput.measure(config, throughput.Settings(**TINY), log=lambda _: None)
-    assert entry["points"][0]["decode_tokens_per_s"] > 0
+    (point,) = entry["points"]
+    tokens = TINY["batch_sizes"][0] * TINY["decode_steps"]  # every sequence's timed greedy steps
+    assert point["decode_tokens_per_s"] == pytest.approx(tokens / point["decode_s"])
+    prompt = TINY["batch_sizes"][0] * TINY["contexts"][0]
+    assert point["prefill_tokens_per_s"] == pytest.approx(prompt / point["prefill_s"])
 
 
 def test_command_refuses_and_exits_nonzero(tmp_path, capsys):
@@ -155,7 +159,11 @@ def test_sweep_results_written_per_device_and_joined_by_load(tmp_path):
     assert len(frame) == 2 and (frame["throughput_device"] == device).all()
     ref = results.THROUGHPUT_REFERENCE
     assert (frame["decode_tokens_per_s"] == frame[f"decode_tokens_per_s.B{ref['batch_size']}.P{ref['context']}"]).all()
-    assert (frame["decode_tokens_per_s.B2.P16"] > 0).all() and (frame["prefill_tokens_per_s"] > 0).all()
+    for _, row in frame.iterrows():  # each column is the value its run's throughput.json holds
+        saved = json.loads((sweep / row["run_id"] / "throughput.json").read_text())["results"][device]["float32"]
+        at = {(p["batch_size"], p["context"]): p for p in saved["points"]}
+        assert row["decode_tokens_per_s.B2.P16"] == at[2, 16]["decode_tokens_per_s"]
+        assert row["prefill_tokens_per_s"] == at[ref["batch_size"], ref["context"]]["prefill_tokens_per_s"]
     assert "decode_tokens_per_s" in results.load(sweep, throughput_device="cpu")
     assert results.load(sweep, throughput_device="no such device").filter(regex="^(prefill|decode)_|^throughput_").empty
 
@@ -199,5 +207,6 @@ def test_contexts_past_a_mixers_max_seq_len_are_error_points_the_rest_measured()
     settings = throughput.Settings(**{**TINY, "contexts": (8, 160)})
     config = ModelConfig(vocab_size=32, d_model=16, mixers=[{"name": "hyena", "kwargs": {"max_seq_len": 160}}])
     short, long = throughput.measure(config, settings, log=lambda _: None)["points"]
-    assert short["decode_tokens_per_s"] > 0 and short["state_elements_per_seq"] == LanguageModel(config).state_size(8)
+    assert short["decode_tokens_per_s"] == pytest.approx(2 * settings.decode_steps / short["decode_s"])
+    assert short["state_elements_per_seq"] == LanguageModel(config).state_size(8)
     assert long["context"] == 160 and "too long" in long["error"] and "max_seq_len=160" in long["error"]
