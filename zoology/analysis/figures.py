@@ -50,6 +50,10 @@ from zoology.analysis.palette import ROLE_COLORS, Style, family_styles, shades
 DPI = 150
 """Every figure is laid out and saved at this resolution."""
 FONT = {"label": 8.0, "tick": 9.0, "axis": 10.0}
+PANEL_INCHES = (5.8, 4.6)
+"""Width and height of one frontier panel."""
+LEGEND_INCHES = 2.4
+"""Width of the frontier's legend column beside the panels."""
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -97,7 +101,8 @@ def plot_frontier(
     n = len(panels)
     ncols = min(n, 3)
     nrows = math.ceil(n / ncols)
-    fig = new_figure(5.8 * ncols + 2.4, 4.6 * nrows)
+    panels_width = PANEL_INCHES[0] * ncols
+    fig = new_figure(panels_width + LEGEND_INCHES, PANEL_INCHES[1] * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
     styles = family_styles(points[FAMILY])
     lrs = points["lr"].dropna().unique()
@@ -125,11 +130,12 @@ def plot_frontier(
         alignment="left",
     )
     if title:  # wrapped to the panels' width and centred on them, clear of the legend beside them
-        wrapped = textwrap.fill(title, width=int(5.8 * ncols * 72 / (0.5 * (FONT["axis"] + 1))))
+        size = FONT["axis"] + 1
+        wrapped = textwrap.fill(title, width=int(panels_width * 72 / (0.5 * size)))  # ~0.5 em per character
         if facet is None:
-            axes[0].set_title(wrapped, fontsize=FONT["axis"] + 1)
-        else:
-            fig.suptitle(wrapped, fontsize=FONT["axis"] + 1, x=(5.8 * ncols / 2 + 0.4) / (5.8 * ncols + 2.4))
+            axes[0].set_title(wrapped, fontsize=size)
+        else:  # over the panels (and the y label's margin), not the whole figure with its legend
+            fig.suptitle(wrapped, fontsize=size, x=(panels_width / 2 + 0.4) / (panels_width + LEGEND_INCHES))
     renderer = freeze_layout(fig)
     key: list[tuple[int, PointLabel]] = []
     for ax, panel in zip(axes, panels):
