@@ -49,9 +49,8 @@ EXIT_GRACE_S = 30.0
 
 def exit_within_grace(code: int = 130) -> None:
     """After an interruption, end the process with `code` within the grace period, even where threads
-    this process does not own (a compiler's workers, say) would keep it alive or a signal raised
-    inside a compiled trace leaves it stuck. Nothing is lost: run directories are written atomically
-    and a cut-off run resumes from its checkpoint."""
+    this process does not own (a compiler's workers, say) would keep it alive. Nothing is lost: run
+    directories are written atomically and a cut-off run resumes from its checkpoint."""
 
     def end() -> None:
         print(f"\nthe launcher did not end within {grace:g}s of the interruption; exiting", file=sys.stderr)

@@ -219,10 +219,10 @@ def measure_point(
     context: int,
     settings: Settings,
     device: torch.device,
-    bytes_per_s: float | None = None,
+    bytes_per_s: float,
 ) -> dict[str, Any]:
-    """Prefill and decode timings, state and memory at one (batch size, prompt length); with the
-    device's measured `bytes_per_s`, also the decode step's memory floor and the time's ratio to it."""
+    """Prefill and decode timings, state and memory at one (batch size, prompt length), and the decode
+    step's memory floor at the device's measured `bytes_per_s` with the step time's ratio to it."""
     steps = settings.decode_steps
     gen = torch.Generator(device=device).manual_seed(settings.seed)
     ids = torch.randint(model.config.vocab_size, (batch_size, context), device=device, generator=gen)
@@ -282,9 +282,8 @@ def measure_point(
     point["decode_tokens_per_s"] = batch_size * steps / best_s
     point["decode_s"] = best_s
     point["decode_mode"] = mode
-    if bytes_per_s:
-        point["decode_floor_s"] = point["decode_floor_bytes"] / bytes_per_s  # one step
-        point["decode_x_floor"] = best_s / steps / point["decode_floor_s"]
+    point["decode_floor_s"] = point["decode_floor_bytes"] / bytes_per_s  # one step
+    point["decode_x_floor"] = best_s / steps / point["decode_floor_s"]
     return point
 
 
