@@ -15,7 +15,7 @@ import yaml
 from zoology.config import TrainConfig
 from zoology.data.presets import based_figure2_test, based_figure2_train
 from zoology.model import LanguageModel
-from zoology.runner.plan import load_sweep, plan
+from zoology.runner.plan import compile_shape_key, load_sweep, plan
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEPS = ROOT / "sweeps"
@@ -266,3 +266,17 @@ def test_mad_sweep_is_the_protocol_for_every_registered_family():
         with torch.device("meta"):
             model = LanguageModel(c.model, max_seq_len=c.data.max_seq_len)
         assert model.state_size(c.data.max_seq_len) > 0, c.name
+
+
+def test_compile_shape_key_groups_a_models_learning_rates_and_nothing_else(based_fig2):
+    groups: dict[str, list[TrainConfig]] = {}
+    for c in based_fig2:
+        groups.setdefault(compile_shape_key(c), []).append(c)
+    assert len(groups) == 30
+    for members in groups.values():
+        assert sorted(c.lr for c in members) == [1e-3, 3.16e-3, 1e-2, 3.16e-2]
+        assert len({(c.model.model_dump_json(), c.data.model_dump_json()) for c in members}) == 1
+    one = based_fig2[0]
+    assert compile_shape_key(one.set({"data.train.0.num_examples": 10})) == compile_shape_key(one)
+    for change in ({"data.train.0.input_seq_len": 32}, {"data.batch_size": 128}, {"precision": "fp32"}):
+        assert compile_shape_key(one.set(change)) != compile_shape_key(one), change

@@ -3,6 +3,7 @@ directory (done or to do), and estimate the time of what is left from the runs a
 
 from __future__ import annotations
 
+import json
 import re
 import runpy
 import sys
@@ -25,6 +26,24 @@ class Planned:
     config: TrainConfig
     run: RunDir
     done: bool
+
+
+def compile_shape_key(config: TrainConfig) -> str:
+    """What a run's compiled training step depends on, as a string: the model, the training batches'
+    shapes (each training segment's fields but its size), the batch size, micro-batching and the
+    precision. Runs equal in it (the learning rates or seeds of one model) share compiled graphs."""
+    segments = [s.model_dump(mode="json", exclude={"num_examples"}) for s in config.data.train]
+    return json.dumps(
+        {
+            "model": config.model.model_dump(mode="json"),
+            "train": segments,
+            "batch_size": config.data.batch_size,
+            "max_seq_len": config.data.max_seq_len,
+            "grad_accum_steps": config.grad_accum_steps,
+            "precision": config.precision,
+        },
+        sort_keys=True,
+    )
 
 
 def load_sweep(path: str | Path) -> list[TrainConfig]:
