@@ -15,7 +15,7 @@ import yaml
 from zoology.config import TrainConfig
 from zoology.data.presets import based_figure2_test, based_figure2_train
 from zoology.model import LanguageModel
-from zoology.runner.plan import compile_shape_key, load_sweep, plan
+from zoology.runner.plan import compile_shape_key, load_sweep, plan, shapes_in_turn
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEPS = ROOT / "sweeps"
@@ -280,3 +280,15 @@ def test_compile_shape_key_groups_a_models_learning_rates_and_nothing_else(based
     assert compile_shape_key(one.set({"data.train.0.num_examples": 10})) == compile_shape_key(one)
     for change in ({"data.train.0.input_seq_len": 32}, {"data.batch_size": 128}, {"precision": "fp32"}):
         assert compile_shape_key(one.set(change)) != compile_shape_key(one), change
+
+
+def test_shapes_in_turn_takes_every_models_first_run_before_any_second(based_fig2, tmp_path):
+    planned = plan(based_fig2, tmp_path / "sweep")
+    ordered = shapes_in_turn(planned)
+    assert sorted(p.config.run_id for p in ordered) == sorted(p.config.run_id for p in planned)
+    keys = [compile_shape_key(p.config) for p in ordered]
+    first_keys = [compile_shape_key(p.config) for p in planned if p.config.lr == 1e-3]
+    assert keys[:30] == first_keys and keys[30:60] == first_keys
+    for key in set(keys):
+        lrs = [p.config.lr for p, k in zip(ordered, keys) if k == key]
+        assert lrs == [1e-3, 3.16e-3, 1e-2, 3.16e-2]

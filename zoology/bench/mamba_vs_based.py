@@ -24,7 +24,13 @@ from zoology.ops.selective_scan import selective_scan, triton_available
 from zoology.ops.selective_scan.triton import triton_config, triton_scan
 from zoology.utils import pick_device, timings
 
-SWEEP = [(block_d, warps, stages) for block_d in (8, 16, 32, 64) for warps in (1, 2, 4) for stages in (1, 3, 5)]
+SWEEP = [
+    (block_d, warps, stages, chunk)
+    for block_d in (16, 32, 64)
+    for warps in (1, 2, 4)
+    for stages in (3,)
+    for chunk in (4, 8, 16, 32)
+]
 
 
 def scan_inputs(seq: int, batch: int, d_in: int, d_state: int, device: torch.device) -> list[torch.Tensor]:
@@ -55,8 +61,8 @@ def time_scan(scan, inputs: list[torch.Tensor], repeats: int, warmup: int) -> fl
     return 1e3 * statistics.median(times)
 
 
-def triton_scan_with(block_d: int, num_warps: int, stages: int):
-    return lambda *inputs: triton_scan(*inputs, block_d, num_warps, stages)
+def triton_scan_with(block_d: int, num_warps: int, stages: int, chunk: int = 16):
+    return lambda *inputs: triton_scan(*inputs, block_d, num_warps, stages, chunk)
 
 
 def report_scan(args, device: torch.device) -> None:
@@ -67,10 +73,10 @@ def report_scan(args, device: torch.device) -> None:
     inputs = scan_inputs(args.seq_len, args.batch, d_in, d_state, device)
     errors = "  ".join(f"{name} {error:.1e}" for name, error in scan_discrepancy(inputs).items())
     print(f"scan (seq {args.seq_len}, batch {args.batch}, d_in {d_in}, N {d_state}) triton vs chunked: {errors}")
-    label = "triton, block_d {}, {} warps, {} stages"
+    label = "triton, block_d {}, {} warps, {} stages, chunk {}"
     scans = {
         "chunked torch": lambda *inputs: selective_scan(*inputs, backend="torch"),
-        label.format(*triton_config(d_in, d_state)) + " (default)": triton_scan_with(*triton_config(d_in, d_state)),
+        label.format(*triton_config(d_in, d_state), 16) + " (default)": triton_scan_with(*triton_config(d_in, d_state)),
     }
     if args.scan_sweep:
         scans.update({label.format(*config): triton_scan_with(*config) for config in SWEEP})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 import torch
+import yaml
 from torch.profiler import ProfilerActivity, profile
 
 from zoology.config import TrainConfig
@@ -30,11 +31,29 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--rows", type=int, default=25)
+    parser.add_argument(
+        "--compile", action="store_true", help="profile the compiled forward and loss, as training runs it"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model fields, e.g. mixers.0.kwargs.d_state=8",
+    )
     args = parser.parse_args(argv)
 
     device = pick_device(args.device)
     config = TrainConfig.from_yaml(args.model)
     model_config = config.model.model_copy(update={"d_model": args.d_model, "vocab_size": args.vocab_size})
+    if args.overrides:
+        model_config = (
+            config.set({"model": model_config.model_dump()})
+            .set({f"model.{k}": yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.overrides)})
+            .model
+        )
     model = LanguageModel(model_config, max_seq_len=args.seq_len).to(device)
     precision = config.set({"precision": args.precision}).resolved_precision(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, **({"fused": True} if device.type == "cuda" else {}))
@@ -43,10 +62,14 @@ def main(argv: list[str]) -> int:
     )
     seg = DeviceSegment.from_segment(data.build(seed=0), device)
 
-    def step() -> None:
+    def loss_of(inputs, positions, targets):
         with autocast(device, precision):
-            loss = query_loss(model(seg.inputs, seg.positions), seg.targets)
-        loss.backward()
+            return query_loss(model(inputs, positions), targets)
+
+    loss_fn = torch.compile(loss_of, dynamic=False) if args.compile else loss_of
+
+    def step() -> None:
+        loss_fn(seg.inputs, seg.positions, seg.targets).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=False)
 
@@ -59,7 +82,8 @@ def main(argv: list[str]) -> int:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
-    print(f"{model_config.mixers} d={args.d_model} batch={args.batch} L={args.seq_len} {precision} on {device}")
+    how = "compiled" if args.compile else "eager"
+    print(f"{model_config.mixers} d={args.d_model} batch={args.batch} L={args.seq_len} {precision} {how} on {device}")
     print(prof.key_averages().table(sort_by=sort, row_limit=args.rows, max_name_column_width=60))
     kernels = sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA) / 5
     if device.type == "cuda":

@@ -46,6 +46,20 @@ def compile_shape_key(config: TrainConfig) -> str:
     )
 
 
+def shapes_in_turn(todo: list[Planned]) -> list[Planned]:
+    """`todo` reordered to take the model shapes in turn (the first run of every shape, then the second
+    of every shape, ...), each shape's runs and the shapes in their first order. Runs that share a GPU
+    then compile different shapes one after another while the others train, instead of all waiting
+    on one shape's compile."""
+    rank: dict[str, int] = {}
+    order = []
+    for i, p in enumerate(todo):
+        key = compile_shape_key(p.config)
+        order.append((rank.get(key, 0), i))
+        rank[key] = rank.get(key, 0) + 1
+    return [todo[i] for _, i in sorted(order)]
+
+
 def load_sweep(path: str | Path) -> list[TrainConfig]:
     """The `configs` list of a sweep file, deduplicated by run id (first one wins, and a warning on
     stderr says how many collapsed); a mistake in the file raises a UserError naming it."""

@@ -8,7 +8,9 @@ each worker asks for --cpus-per-run CPUs, uses as many torch threads and trains 
 A run that raises fails alone; a worker that dies fails the runs it was training and is replaced
 (runs handed to it that had not begun go to another). The driver hands out only as many runs as
 there are free places, locking each run just before, so a second launcher on the same sweep takes
-the runs this one has not reached yet.
+the runs this one has not reached yet. With K > 1 the runs are handed out taking the model shapes in
+turn (`plan.shapes_in_turn`: while one run compiles its shape, the others train), and a run goes to a
+worker that has compiled its shape when one has a free place (a process compiles each shape once).
 
 Results travel back to the driver, not through a file system: a run sends ("start"), one message
 per epoch, one per checkpoint and one per set of weights, and returns the result; the driver writes
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from zoology.config import TrainConfig
 from zoology.errors import UserError
 from zoology.runner.claims import claim_in_turn
-from zoology.runner.plan import Planned
+from zoology.runner.plan import Planned, compile_shape_key, shapes_in_turn
 from zoology.runner.progress import Progress
 
 MAX_RUNS_PER_GPU = 32
@@ -241,8 +243,16 @@ def run_parallel(
 
     workers = [new_worker() for _ in range(where.workers)]
     load = [0] * len(workers)
+    shapes: list[set[str]] = [set() for _ in workers]  # the model shapes each worker has compiled
     events = Queue(actor_options={"num_cpus": 0})
+    if where.runs_per_worker > 1:
+        todo = shapes_in_turn(todo)
     next_run = claim_in_turn(todo, rerun_before, progress.skipped)
+
+    def pick_worker(key: str) -> int:
+        """The least loaded worker with a free place, preferring one that has compiled this shape."""
+        free = [w for w in range(len(workers)) if load[w] < where.runs_per_worker]
+        return min(free, key=lambda w: (key not in shapes[w], load[w]))
     unstarted: list = []  # runs handed to a worker that died before they began
     handed_again: set[str] = set()  # each is handed to a second worker once, then fails
     in_flight: dict = {}
@@ -269,7 +279,9 @@ def run_parallel(
         while True:
             while min(load) < where.runs_per_worker and (taken := unstarted.pop(0) if unstarted else next_run()):
                 p, lock = taken
-                w = load.index(min(load))
+                key = compile_shape_key(p.config)
+                w = pick_worker(key)
+                shapes[w].add(key)
                 config = p.config.set({"device": where.device, "name": p.config.name})
                 config_json = config.model_dump(mode="json", exclude={"logger"})
                 resume = p.run.checkpoint()
@@ -292,6 +304,7 @@ def run_parallel(
                     if worker_died(e) and workers[w] is worker:
                         ray.kill(worker, no_restart=True)
                         workers[w] = new_worker()
+                        shapes[w] = set()
                     if worker_died(e) and run_id not in started and run_id not in handed_again:
                         handed_again.add(run_id)
                         unstarted.append((p, lock))

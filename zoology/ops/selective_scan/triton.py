@@ -164,18 +164,18 @@ class _TritonSelectiveScan(torch.autograd.Function):
     num_warps warps, its loads software-pipelined over `stages` positions."""
 
     @staticmethod
-    def forward(ctx, x, delta, A, B, C, block_d, num_warps, stages):
+    def forward(ctx, x, delta, A, B, C, block_d, num_warps, stages, chunk):
         seq, batch, d_in = x.shape
         N = A.shape[1]
         x, delta, A, B, C = (t.contiguous() for t in (x, delta, A, B, C))
         y = torch.empty_like(x)
-        states = x.new_empty(-(-seq // _TRITON_CHUNK) + 1, batch, d_in, N, dtype=torch.float32)
+        states = x.new_empty(-(-seq // chunk) + 1, batch, d_in, N, dtype=torch.float32)
         grid = (batch, -(-d_in // block_d))
         _scan_forward_kernel[grid](
             x, delta, A, B, C, y, states, seq, batch, d_in, N,
-            CHUNK=_TRITON_CHUNK, BLOCK_D=block_d, N_PAD=triton.next_power_of_2(N), STAGES=stages, num_warps=num_warps,
+            CHUNK=chunk, BLOCK_D=block_d, N_PAD=triton.next_power_of_2(N), STAGES=stages, num_warps=num_warps,
         )  # fmt: skip
-        ctx.block_d, ctx.num_warps, ctx.stages = block_d, num_warps, stages
+        ctx.block_d, ctx.num_warps, ctx.stages, ctx.chunk = block_d, num_warps, stages, chunk
         ctx.save_for_backward(x, delta, A, B, C, states)
         h_last = states[-1].to(x.dtype, copy=True)
         ctx.mark_non_differentiable(h_last)
@@ -191,14 +191,14 @@ class _TritonSelectiveScan(torch.autograd.Function):
         grad_x, grad_delta = torch.empty_like(x), torch.empty_like(delta)
         grad_A = x.new_empty(batch, d_in, N, dtype=torch.float32)
         grad_B, grad_C = (x.new_empty(d_blocks, seq, batch, N, dtype=torch.float32) for _ in range(2))
-        scratch = x.new_empty(batch * d_blocks, _TRITON_CHUNK, block_d, N_PAD, dtype=torch.float32)
+        scratch = x.new_empty(batch * d_blocks, ctx.chunk, block_d, N_PAD, dtype=torch.float32)
         _scan_backward_kernel[(batch, d_blocks)](
             x, delta, A, B, C, states, grad_y.contiguous(), scratch, grad_x, grad_delta, grad_A, grad_B, grad_C,
-            seq, batch, d_in, N, CHUNK=_TRITON_CHUNK, BLOCK_D=block_d, N_PAD=N_PAD, STAGES=ctx.stages,
+            seq, batch, d_in, N, CHUNK=ctx.chunk, BLOCK_D=block_d, N_PAD=N_PAD, STAGES=ctx.stages,
             num_warps=ctx.num_warps,
         )  # fmt: skip
         grad_A, grad_B, grad_C = grad_A.sum(0).to(A.dtype), grad_B.sum(0).to(B.dtype), grad_C.sum(0).to(C.dtype)
-        return grad_x, grad_delta, grad_A, grad_B, grad_C, None, None, None
+        return grad_x, grad_delta, grad_A, grad_B, grad_C, None, None, None, None
 
 
 def triton_config(d_in: int, d_state: int, tile: int = 1024) -> tuple[int, int, int]:
@@ -208,7 +208,10 @@ def triton_config(d_in: int, d_state: int, tile: int = 1024) -> tuple[int, int, 
     return block_d, 2, 3
 
 
-def triton_scan(x, delta, A, B, C, block_d: int, num_warps: int, stages: int) -> tuple[torch.Tensor, torch.Tensor]:
+def triton_scan(
+    x, delta, A, B, C, block_d: int, num_warps: int, stages: int, chunk: int = _TRITON_CHUNK
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(y, h_last) of the selective scan by the Triton kernels with the given launch settings (`triton_config`
-    gives the default ones); shapes as in `reference_scan`, float32 inside. h_last carries no gradient."""
-    return _TritonSelectiveScan.apply(x, delta, A, B, C, block_d, num_warps, stages)
+    gives the default ones; `chunk` positions between the states kept for the backward); shapes as in
+    `reference_scan`, float32 inside. h_last carries no gradient."""
+    return _TritonSelectiveScan.apply(x, delta, A, B, C, block_d, num_warps, stages, chunk)
