@@ -11,6 +11,8 @@ set-up of a later run of a shape, wall − epochs × (train + eval). The project
 cold set-up plus, for each of its runs, epochs × (train + eval), plus the warm set-up for every run
 after the first; a run's epochs are those it took in the grid, else its max_epochs (an upper bound
 where early stopping is on). Shapes without grid runs take the median warm set-up of those with.
+One cold set-up per shape assumes a shape's later runs find it compiled (a worker's first runs
+also pay its start-up, counted in their shapes' cold set-up).
 """
 
 from __future__ import annotations
