@@ -86,6 +86,14 @@ def test_based_figure2_subset_covers_every_shape_once_and_the_grid_of_two():
     ]
     assert {c.compile for c in five.shape_runs} == {False}
 
+    # A shape run that would be the sweep's own run (the same run id) is refused.
+    as_short = [c.set({"max_epochs": 2, "early_stopping_threshold": None}) for c in configs]
+    with pytest.raises(
+        ValueError, match="--shape-epochs=2: the shape run of a grid shape would be the sweep's own run"
+    ):
+        select_subset(as_short, shape_epochs=2, grid_shapes=1, device_type="cuda")
+    assert len(select_subset(as_short, shape_epochs=3, grid_shapes=1, device_type="cuda").grid_runs) == 4
+
 
 TINY_SWEEP = """
 from zoology.config import TrainConfig

@@ -148,9 +148,17 @@ def select_subset(configs: list[TrainConfig], shape_epochs: int, grid_shapes: in
     shapes = shapes_in_order(configs)
     grid = pick_grid_shapes(configs, grid_shapes)
     first = [*grid, *(key for key in shapes if key not in grid)]
+    shape_runs = [shape_run(shapes[key][0], shape_epochs, device_type) for key in first]
+    grid_runs = [config for key in grid for config in shapes[key]]
+    same = {c.run_id for c in shape_runs} & {c.run_id for c in grid_runs}
+    if same:
+        raise ValueError(
+            f"--shape-epochs={shape_epochs}: the shape run of a grid shape would be the sweep's own run "
+            f"({len(same)} of them: {shape_epochs} epochs without early stopping); give another --shape-epochs"
+        )
     return Subset(
-        shape_runs=[shape_run(shapes[key][0], shape_epochs, device_type) for key in first],
-        grid_runs=[config for key in grid for config in shapes[key]],
+        shape_runs=shape_runs,
+        grid_runs=grid_runs,
         grid_shapes=grid,
         shape_names={key: runs[0].name for key, runs in shapes.items()},
     )
