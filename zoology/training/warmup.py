@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -76,13 +78,28 @@ def warm_compile(config: TrainConfig) -> dict:
     return {"shapes": len(segments), "seconds": time.perf_counter() - started}
 
 
+def exit_with_parent(parent: int) -> None:
+    """End this process (in a daemon thread's check, once a second) when process `parent` is no longer
+    its parent: a launcher that is killed leaves no warm-up behind."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m zoology.training.warmup", description="Warm the compile caches for one training config."
     )
     parser.add_argument("config", help="a TrainConfig as JSON (a run directory's config.json)")
     parser.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's)")
+    parser.add_argument("--parent", type=int, metavar="PID", help="exit when this process is no longer the parent")
     args = parser.parse_args(argv)
+    if args.parent is not None:
+        exit_with_parent(args.parent)
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
     config = TrainConfig.model_validate(json.loads(Path(args.config).read_text()))
