@@ -3,11 +3,12 @@
 A process compiles one graph at a time (zoology.training.capture.COMPILED_CALLS), so a sweep of
 many model shapes trained by one process spends most of its first epochs compiling. The
 `Precompiler` takes the first config of each compiled shape (zoology.runner.plan.compile_shape_key)
-whose compile is on and runs `python -m zoology.training.warmup` on each, up to `processes` at a
-time, in the order the runs train, in the background; the processes inherit this environment, so
-they fill the same on-disk caches (TORCHINDUCTOR_CACHE_DIR, TRITON_CACHE_DIR) and the training
-process finds the shapes it reaches compiled. A warm-up changes no result: it only writes those
-caches. One that fails is reported in a line and ignored; `stop` kills those still running.
+whose compile is on, but for the first run's shape (its trainer compiles that one at once), and
+runs `python -m zoology.training.warmup` on each, up to `processes` at a time, in the order the
+runs train, in the background; the processes inherit this environment, so they fill the same
+on-disk caches (TORCHINDUCTOR_CACHE_DIR, TRITON_CACHE_DIR) and the training process finds the
+shapes it reaches compiled. A warm-up changes no result: it only writes those caches. One that
+fails is reported in a line and ignored; `stop` kills those still running.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def configs_to_warm(configs: list[TrainConfig], device: str | None) -> list[Trai
 
 
 class Precompiler:
-    """Warm-ups of `configs`' compiled shapes, `processes` at a time, each with `threads` torch
+    """Warm-ups of the compiled shapes of `configs` (pending runs, in training order) but the first's,
+    `processes` at a time, each with `threads` torch
     threads (the training process's count: inductor keys CPU kernels by it); `env` is added to this
     process's environment for them. `start()` returns at once; `stop()` kills what still runs."""
 
@@ -63,7 +65,8 @@ class Precompiler:
         env: dict[str, str] | None = None,
         log: Callable[[str], None] = warn,
     ):
-        self.configs = configs_to_warm(configs, device)
+        first = compile_shape_key(configs[0]) if configs else None  # its trainer compiles it at once
+        self.configs = [c for c in configs_to_warm(configs, device) if compile_shape_key(c) != first]
         self.processes = max(1, min(processes, len(self.configs) or 1))
         self.threads, self.env, self.log = threads, env or {}, log
         self.finished: list[dict] = []
