@@ -14,6 +14,11 @@ module) importable.
 Each run is locked while it trains (<run>/.lock, see zoology.runner.locks), so two launchers on the
 same sweep never train the same config twice; a launcher that is killed holds nothing afterwards.
 Launching again after an interruption resumes: finished runs are kept, unfinished ones restart.
+
+Runs that compile their training step share on-disk compile caches: before training, --precompile N
+processes warm them for each model shape of the pending runs (zoology.runner.precompile), in the
+background, so the runs find their graphs compiled (default on a GPU host: half the CPUs, at most 8;
+0: off; not with --address).
 """
 
 from __future__ import annotations
@@ -28,9 +33,10 @@ from pathlib import Path
 
 from zoology.config import LoggerConfig
 from zoology.errors import UserError, add_debug_flag, cli_main
-from zoology.runner.checks import check_device_flag, check_devices, check_runs_dir
+from zoology.runner.checks import check_device_flag, check_devices, check_precompile_flag, check_runs_dir
 from zoology.runner.claims import remove_stale_temps
 from zoology.runner.plan import (
+    Planned,
     compile_filter,
     load_sweep,
     matching,
@@ -39,6 +45,7 @@ from zoology.runner.plan import (
     print_plan,
     report_damaged,
 )
+from zoology.runner.precompile import Precompiler, default_processes
 from zoology.runner.progress import Progress, print_summary, summary_table
 from zoology.runner.rundir import write_sweep_order
 from zoology.runner.sequential import run_sequential
@@ -75,6 +82,37 @@ def _raise_keyboard_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def start_precompile(args: argparse.Namespace, ray_options, todo: list[Planned], progress) -> Precompiler | None:
+    """Warm-ups of the pending runs' compiled shapes (--precompile), on the devices and with the torch
+    threads their runs train with, started in the background; None when off or on a remote cluster."""
+    import torch
+
+    processes = args.precompile
+    if processes is None:
+        processes = default_processes() if torch.cuda.is_available() else 0
+    if processes == 0 or not todo or (ray_options is not None and ray_options.address):
+        return None
+    env = {}
+    if ray_options is None:
+        device, threads = args.device, torch.get_num_threads()
+    else:  # as zoology.runner.ray places its workers
+        gpu = torch.cuda.is_available() and ray_options.device != "cpu"
+        device = "cuda" if gpu else "cpu"
+        threads = max(1, int(ray_options.cpus_per_run * (ray_options.runs_per_gpu if gpu else 1)))
+        if gpu and ray_options.gpus is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in ray_options.gpus)
+
+    def warn_line(message: str) -> None:
+        progress.bar.write(f"warning: {message}", file=sys.stderr)
+
+    precompiler = Precompiler([p.config for p in todo], processes, device, threads, env, warn_line)
+    if not precompiler.configs:
+        return None
+    shapes, n = len(precompiler.configs), precompiler.processes
+    progress.bar.write(f"precompiling {shapes} model shape{'s' * (shapes != 1)} in {n} process{'es' * (n != 1)}")
+    return precompiler.start()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m zoology.launch",
@@ -102,6 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     ray_args.add_argument(
         "--address", help="join this Ray cluster (auto, or host:6379; default: RAY_ADDRESS, else start one here)"
     )
+    parser.add_argument(
+        "--precompile",
+        type=int,
+        metavar="N",
+        help="warm the compile caches for each model shape in N processes while the sweep trains "
+        "(default on a GPU host: half the CPUs, at most 8; 0: off)",
+    )
     wandb_args = parser.add_argument_group("Weights & Biases (pip install 'zoology[wandb]'); overrides configs' logger")
     wandb_args.add_argument("--wandb-project", metavar="NAME", help="log every run to this W&B project")
     wandb_args.add_argument("--wandb-entity", metavar="NAME")
@@ -115,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--filter {value!r}: {hint}")
     args = parser.parse_args(argv)
     check_device_flag(args.device)
+    check_precompile_flag(args.precompile)
     if args.filter:
         compile_filter(args.filter)
 
@@ -157,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     rerun_before = time.time() if args.force else None
     progress = Progress(len(todo), sweep_name, sweep_dir)
     previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    precompiler = None
     try:
+        precompiler = start_precompile(args, ray_options, todo, progress)
         if ray_options is not None and todo:  # nothing to train: no Ray instance to start
             from zoology.runner.ray import run_parallel
 
@@ -171,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: finished runs are kept; launch again to resume", file=sys.stderr)
         return 130
     finally:
+        if precompiler is not None:
+            precompiler.stop()
         signal.signal(signal.SIGTERM, previous_sigterm)
     progress.close()
     failed = progress.failed

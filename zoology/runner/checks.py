@@ -19,6 +19,16 @@ def check_device_flag(device: str | None) -> None:
         raise UserError(f"--device {device!r}: use {DEVICE_CHOICES}")
 
 
+def check_precompile_flag(processes: int | None) -> None:
+    """--precompile is a number of processes from 0 (off) to this machine's CPUs (None: not given)."""
+    most = os.cpu_count() or 1
+    if processes is not None and not 0 <= processes <= most:
+        raise UserError(
+            f"--precompile {processes}: give the number of warm-up processes, from 0 (off) to {most} "
+            "(this machine's CPUs)"
+        )
+
+
 def missing_device(device: str) -> str | None:
     """Why this machine cannot run on `device` ('cuda:1', 'mps', ...), or None when it can."""
     if device == "auto":

@@ -29,19 +29,13 @@ import torch
 
 import zoology
 from zoology.config import TrainConfig
-from zoology.data import Batches, DeviceSegment, load_segment, segment_seed
+from zoology.data import DeviceSegment, load_segment, segment_seed
 from zoology.errors import UserError
-from zoology.model import LanguageModel
 from zoology.training import checkpoint
-from zoology.training.capture import CAPTURE_LOCK, SEEDING, run_stream
+from zoology.training.build import build_training
+from zoology.training.capture import CAPTURE_LOCK, run_stream
 from zoology.training.evaluation import Evaluation, perplexities
-from zoology.training.schedule import learning_rates
-from zoology.training.step import TrainStep, adamw
 from zoology.utils import pick_device
-
-COMPILE_MIN_STEPS = 5000
-"""compile="auto" compiles runs of at least this many steps: compiling costs about 55 s with a cold
-cache and 7 s with a warm one and saves 1–2 ms per step on an H100 (zoology.bench train)."""
 
 
 class Diverged(UserError):
@@ -139,34 +133,9 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Callbacks, resu
         for split, segments in (("test", test_segments), ("valid", valid_segments)):
             if len({s.name for s in segments}) != len(segments):
                 raise ValueError(f"data.{split}: two {split} segments have the same slice; make each distinct")
-        batches = Batches(train_segments, config.data.batch_size, config.data.shuffle, config.seed)
-
-        with SEEDING:
-            torch.manual_seed(config.seed)
-            model = LanguageModel(config.model, max_seq_len=config.data.max_seq_len)
-        model = model.to(device)
-        precision = config.resolved_precision(device)
-        use_graphs = device.type == "cuda" and config.cuda_graphs
-        optimizer = adamw(model, config.lr, config.weight_decay, config.betas, device, resident=use_graphs)
-        total_steps = config.max_epochs * len(batches)
-        lr_at = learning_rates(
-            config.lr, total_steps, config.warmup_steps, config.lr_decay, config.min_lr, config.warmup_start_lr
-        )
-        use_compile = config.compile is True or (
-            config.compile == "auto" and device.type == "cuda" and total_steps >= COMPILE_MIN_STEPS
-        )
-        step = TrainStep(
-            model,
-            optimizer,
-            lr_at,
-            precision,
-            config.grad_clip,
-            use_graphs,
-            use_compile,
-            config.data.batch_size,
-            **({"segments": train_segments, "total_steps": total_steps} if use_graphs else {}),
-            grad_accum_steps=config.grad_accum_steps,
-        )
+        training = build_training(config, device, train_segments)
+        model, optimizer, step, batches = training.model, training.optimizer, training.step, training.batches
+        lr_at, precision, use_graphs = training.lr_at, training.precision, training.use_graphs
         evaluation = Evaluation(model, test_segments, config.data.test_batch_size, precision, use_graphs)
         text_slices = [s.name for s, c in zip(test_segments, config.data.test) if c.language_modelling]
         validation = (
@@ -276,7 +245,7 @@ def _train(config: TrainConfig, device: torch.device, callbacks: Callbacks, resu
         "threads": torch.get_num_threads(),
         "precision": precision,
         "cuda_graphs": use_graphs,
-        "compiled": use_compile,
+        "compiled": training.use_compile,
         "version": zoology.__version__,
         "torch": torch.__version__,
     }
