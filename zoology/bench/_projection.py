@@ -21,9 +21,12 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Literal
 
+import torch
+
 from zoology.config import TrainConfig
 from zoology.runner.plan import compile_shape_key
 from zoology.runner.rundir import RunDir
+from zoology.training.build import compiles, planned_steps
 
 Part = Literal["shape", "grid"]
 
@@ -117,25 +120,12 @@ def pick_grid_shapes(configs: list[TrainConfig], count: int) -> list[str]:
     return ranked[:count]
 
 
-def steps_per_epoch(config: TrainConfig) -> int:
-    """Training batches per epoch, from the training segments' num_examples and the batch size."""
-    return sum(-(-segment.num_examples // config.data.batch_size) for segment in config.data.train)
-
-
-def compiles(config: TrainConfig, device_type: str) -> bool:
-    """Whether the run compiles on `device_type` (compile: auto resolved as the training loop does)."""
-    from zoology.training.loop import COMPILE_MIN_STEPS
-
-    if config.compile != "auto":
-        return config.compile
-    return device_type == "cuda" and config.max_epochs * steps_per_epoch(config) >= COMPILE_MIN_STEPS
-
-
 def shape_run(config: TrainConfig, epochs: int, device_type: str) -> TrainConfig:
     """`config` for `epochs` epochs without early stopping, compiled exactly when the full run is
     (a short run of compile: auto would otherwise fall under the loop's step threshold)."""
     short = config.set({"max_epochs": epochs, "early_stopping_threshold": None})
-    return short.set({"compile": compiles(config, device_type), "name": f"{config.name}-shape-e{epochs}"})
+    compiled = compiles(config, torch.device(device_type), planned_steps(config))
+    return short.set({"compile": compiled, "name": f"{config.name}-shape-e{epochs}"})
 
 
 def select_subset(configs: list[TrainConfig], shape_epochs: int, grid_shapes: int, device_type: str) -> Subset:
