@@ -45,7 +45,7 @@ from zoology.runner.plan import (
     print_plan,
     report_damaged,
 )
-from zoology.runner.precompile import Precompiler, default_processes
+from zoology.runner.precompile import Precompiler, precompile_for
 from zoology.runner.progress import Progress, print_summary, summary_table
 from zoology.runner.rundir import write_sweep_order
 from zoology.runner.sequential import run_sequential
@@ -83,34 +83,14 @@ def _raise_keyboard_interrupt(signum, frame) -> None:
 
 
 def start_precompile(args: argparse.Namespace, ray_options, todo: list[Planned], progress) -> Precompiler | None:
-    """Warm-ups of the pending runs' compiled shapes (--precompile), on the devices and with the torch
-    threads their runs train with, started in the background; None when off or on a remote cluster."""
-    import torch
-
-    processes = args.precompile
-    if processes is None:
-        processes = default_processes() if torch.cuda.is_available() else 0
-    if processes == 0 or not todo or (ray_options is not None and ray_options.address):
-        return None
-    env = {}
-    if ray_options is None:
-        device, threads = args.device, torch.get_num_threads()
-    else:  # as zoology.runner.ray places its workers
-        gpu = torch.cuda.is_available() and ray_options.device != "cpu"
-        device = "cuda" if gpu else "cpu"
-        threads = max(1, int(ray_options.cpus_per_run * (ray_options.runs_per_gpu if gpu else 1)))
-        if gpu and ray_options.gpus is not None:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in ray_options.gpus)
+    """The --precompile warm-ups of the pending runs, started in the background (None when off)."""
 
     def warn_line(message: str) -> None:
         progress.bar.write(f"warning: {message}", file=sys.stderr)
 
-    precompiler = Precompiler([p.config for p in todo], processes, device, threads, env, warn_line)
-    if not precompiler.configs:
-        return None
-    shapes, n = len(precompiler.configs), precompiler.processes
-    progress.bar.write(f"precompiling {shapes} model shape{'s' * (shapes != 1)} in {n} process{'es' * (n != 1)}")
-    return precompiler.start()
+    return precompile_for(
+        [p.config for p in todo], args.precompile, ray_options, args.device, warn_line, progress.bar.write
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

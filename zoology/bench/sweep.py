@@ -27,6 +27,7 @@ from pathlib import Path
 
 from zoology.bench._projection import MeasuredRun, Projection, Subset, SweepRun, project, select_subset
 from zoology.config import TrainConfig
+from zoology.runner.checks import check_precompile_flag
 from zoology.runner.plan import Planned, compile_shape_key, load_sweep, matching, plan
 from zoology.runner.ray import Placement, RayOptions
 
@@ -50,21 +51,26 @@ def sweep_configs(runs: int, epochs: int, examples: int | None) -> list[TrainCon
 
 
 def train_timed(
-    planned: list[Planned], options: RayOptions, label: str, sweep_dir: Path
+    planned: list[Planned], options: RayOptions, label: str, sweep_dir: Path, precompile: int | None = None
 ) -> tuple[float, Placement, int]:
-    """Train `planned` through the launcher's Ray path on a Ray instance of its own: (seconds from the
-    first submitted run to the last result, the placement, the number of runs that failed)."""
+    """Train `planned` through the launcher's Ray path on a Ray instance of its own, with the launcher's
+    compile warm-ups (`precompile` processes; None: its default): (seconds from the first submitted run
+    to the last result, the placement, the number of runs that failed)."""
     import ray
 
+    from zoology.runner.precompile import precompile_for
     from zoology.runner.progress import Progress
     from zoology.runner.ray import placement, run_parallel, start_ray
 
     where = placement(options, start_ray(options))
     progress = Progress(len(planned), label, sweep_dir)
     started = time.perf_counter()
+    precompiler = precompile_for([p.config for p in planned], precompile, options, say=progress.bar.write)
     try:
         run_parallel(planned, options, progress, rerun_before=time.time())
     finally:
+        if precompiler is not None:
+            precompiler.stop()
         progress.close()
         ray.shutdown()
     return time.perf_counter() - started, where, len(progress.failed)
@@ -84,7 +90,7 @@ def compare_runs_per_gpu(configs: list[TrainConfig], ks: list[int], args, what: 
         use_fresh_caches(root / f"k{k}-caches")
         sweep_dir = root / f"k{k}"
         planned = plan(configs, sweep_dir, force=True)
-        wall, where, failed = train_timed(planned, options, f"bench-k{k}", sweep_dir)
+        wall, where, failed = train_timed(planned, options, f"bench-k{k}", sweep_dir, args.precompile)
         finished = [p.run for p in planned if p.run.is_finished()]
         results = [run.result() for run in finished]
         epochs = [e for run in finished for e in run.metrics()]
@@ -124,7 +130,8 @@ def project_from_subset(configs: list[TrainConfig], k: int, args, what: str, roo
         raise SystemExit(str(e)) from None
     parts = {"shape": plan(subset.shape_runs, root / "shapes", force=True)}
     parts["grid"] = plan(subset.grid_runs, root / "grid", force=True)
-    wall, where, failed = train_timed([*parts["shape"], *parts["grid"]], ray_options(args, k), "bench-subset", root)
+    everything = [*parts["shape"], *parts["grid"]]
+    wall, where, failed = train_timed(everything, ray_options(args, k), "bench-subset", root, args.precompile)
 
     finished = [(part, p) for part, planned in parts.items() for p in planned if p.run.is_finished()]
     measured = [MeasuredRun.read(part, compile_shape_key(p.config), p.run) for part, p in finished]
@@ -241,6 +248,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--num-cpus", type=int, help="CPUs of the Ray instance (default: all)")
     parser.add_argument("--device", choices=("cpu",), help="cpu: compare on CPUs even on a GPU host")
     parser.add_argument("--runs-dir", help="keep the runs here (default: a temporary directory)")
+    parser.add_argument(
+        "--precompile", type=int, metavar="N", help="compile warm-up processes (default: as the launcher)"
+    )
     subset = parser.add_argument_group("projection (--subset stratified)")
     subset.add_argument(
         "--subset", choices=("stratified",), help="train a subset and project the whole sweep's time from it"
@@ -250,6 +260,7 @@ def main(argv: list[str]) -> int:
     subset.add_argument("--cold-caches", action="store_true", help="start from empty compile caches")
     subset.add_argument("--json", metavar="PATH", help="also write the projection as JSON")
     args = parser.parse_args(argv)
+    check_precompile_flag(args.precompile)
 
     from zoology.runner.ray import require_ray
 

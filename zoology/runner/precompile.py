@@ -145,3 +145,38 @@ class Precompiler:
             for _, _, proc in running:
                 proc.kill()
                 proc.wait()
+
+
+def precompile_for(
+    configs: list[TrainConfig],
+    processes: int | None,
+    ray_options=None,
+    device: str | None = None,
+    log: Callable[[str], None] = warn,
+    say: Callable[[str], None] = print,
+) -> Precompiler | None:
+    """Warm-ups of `configs` (pending runs, in training order) on the devices and with the torch threads
+    their runs train with (this process's, or as zoology.runner.ray places its workers given
+    `ray_options`), started in the background; None when `processes` is 0, when nothing compiles, or
+    on a remote cluster. `processes` None: `default_processes()` on a GPU host, else 0."""
+    import torch
+
+    if processes is None:
+        processes = default_processes() if torch.cuda.is_available() else 0
+    if processes == 0 or not configs or (ray_options is not None and ray_options.address):
+        return None
+    env = {}
+    if ray_options is None:
+        threads = torch.get_num_threads()
+    else:
+        gpu = torch.cuda.is_available() and ray_options.device != "cpu"
+        device = "cuda" if gpu else "cpu"
+        threads = max(1, int(ray_options.cpus_per_run * (ray_options.runs_per_gpu if gpu else 1)))
+        if gpu and ray_options.gpus is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in ray_options.gpus)
+    precompiler = Precompiler(configs, processes, device, threads, env, log)
+    if not precompiler.configs:
+        return None
+    shapes, n = len(precompiler.configs), precompiler.processes
+    say(f"precompiling {shapes} model shape{'s' * (shapes != 1)} in {n} process{'es' * (n != 1)}")
+    return precompiler.start()
