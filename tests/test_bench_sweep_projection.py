@@ -188,3 +188,18 @@ def test_stratified_subset_on_cpu_projects_from_its_run_directories(tmp_path):
         f"projected: {total['serial_s'] / 60:.1f} min one run after another, {total['wall_s'] / 60:.1f} min wall "
         "at 2 at a time" in out
     )
+
+    # Launched again on the same --runs-dir, the subset resumes: nothing is retrained, and the
+    # projection is the one its run directories give.
+    wall_times = {
+        p.name: RunDir(p).result()["wall_time"] for part in ("shapes", "grid") for p in (runs / part).iterdir()
+    }
+    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"4 of 4 subset runs finished before in {runs}; kept" in again.stdout
+    resumed = json.loads(report_path.read_text())
+    assert resumed["subset"]["kept_from_before"] == 4
+    assert resumed["shapes"] == report["shapes"] and resumed["total"] == report["total"]
+    assert {
+        n: RunDir(runs / part / n).result()["wall_time"] for part in ("shapes", "grid") for n in os.listdir(runs / part)
+    } == wall_times

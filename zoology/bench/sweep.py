@@ -128,10 +128,14 @@ def project_from_subset(configs: list[TrainConfig], k: int, args, what: str, roo
         subset = select_subset(configs, args.shape_epochs, args.grid_shapes, device_type)
     except ValueError as e:
         raise SystemExit(str(e)) from None
-    parts = {"shape": plan(subset.shape_runs, root / "shapes", force=True)}
-    parts["grid"] = plan(subset.grid_runs, root / "grid", force=True)
+    force = args.force or args.runs_dir is None  # a subset in --runs-dir resumes: its finished runs are kept
+    parts = {"shape": plan(subset.shape_runs, root / "shapes", force=force)}
+    parts["grid"] = plan(subset.grid_runs, root / "grid", force=force)
     everything = [*parts["shape"], *parts["grid"]]
-    wall, where, failed = train_timed(everything, ray_options(args, k), "bench-subset", root, args.precompile)
+    todo = [p for p in everything if not p.done]
+    if len(todo) < len(everything):
+        print(f"{len(everything) - len(todo)} of {len(everything)} subset runs finished before in {root}; kept")
+    wall, where, failed = train_timed(todo, ray_options(args, k), "bench-subset", root, args.precompile)
 
     finished = [(part, p) for part, planned in parts.items() for p in planned if p.run.is_finished()]
     measured = [MeasuredRun.read(part, compile_shape_key(p.config), p.run) for part, p in finished]
@@ -149,6 +153,7 @@ def project_from_subset(configs: list[TrainConfig], k: int, args, what: str, roo
             "grid_shapes": [subset.shape_names[key] for key in subset.grid_shapes],
             "grid_runs": len(subset.grid_runs),
             "failed": failed,
+            "kept_from_before": len(everything) - len(todo),
             "wall_s": wall,
             "serial_s": sum(p.run.result()["wall_time"] for _, p in finished),
         },
@@ -200,7 +205,8 @@ def print_projection(report: dict) -> None:
     print(
         f"\nsubset of {report['sweep']} on {report['device']}: {subset['shape_runs']} shape runs of "
         f"{subset['shape_epochs']} epochs and {subset['grid_runs']} runs of {', '.join(subset['grid_shapes'])} "
-        f"as the sweep has them; {subset['failed']} failed; {subset['wall_s']:.1f} s wall, "
+        f"as the sweep has them; {subset['failed']} failed; {subset['kept_from_before']} kept from before; "
+        f"{subset['wall_s']:.1f} s wall for the rest, "
         f"{report['runs_at_once']} at a time; caches {report['caches']}; results under {report['runs_dir']}"
     )
     width = max(len("family"), *(len(f["family"]) for f in report["families"]))
@@ -259,6 +265,7 @@ def main(argv: list[str]) -> int:
     subset.add_argument("--grid-shapes", type=int, default=2, help="shapes trained at every config (default 2)")
     subset.add_argument("--cold-caches", action="store_true", help="start from empty compile caches")
     subset.add_argument("--json", metavar="PATH", help="also write the projection as JSON")
+    subset.add_argument("--force", action="store_true", help="with --runs-dir: retrain the subset runs finished there")
     args = parser.parse_args(argv)
     check_precompile_flag(args.precompile)
 
