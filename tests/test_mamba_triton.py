@@ -28,13 +28,16 @@ CASES = {
     "seq33-N5": dict(seq=33, d_in=3, N=5, block_d=2),
     "seq20-N16-dispatch": dict(seq=20, d_in=5, N=16, block_d=None),
     "seq40-N16-bf16": dict(seq=40, d_in=5, N=16, block_d=4, dtype="bfloat16"),
+    "seq40-N8-chunk7": dict(seq=40, d_in=6, N=8, block_d=4, chunk=7),
+    "seq40-N8-chunk64": dict(seq=40, d_in=6, N=8, block_d=4, chunk=64),
 }
 OUTPUTS = ("y", "h_last", "grad x", "grad delta", "grad A", "grad B", "grad C")
 FLOAT32_TOLERANCE, BF16_TOLERANCE = 1e-5, 2e-2
 
 
-def scan_errors(seq, d_in, N, block_d, device, batch=2, dtype="float32") -> dict[str, float]:
-    """Max |triton − reference| / max |reference| of each output, the reference in float64 on the same inputs."""
+def scan_errors(seq, d_in, N, block_d, device, batch=2, dtype="float32", chunk=16) -> dict[str, float]:
+    """Max |triton − reference| / max |reference| of each output, the reference in float64 on the same inputs
+    (`chunk`: positions between the states the forward keeps, one not dividing seq, one beyond it)."""
     gen = torch.Generator().manual_seed(seq * 1000 + d_in * 10 + N)
     inputs = [
         torch.randn(seq, batch, d_in, generator=gen),
@@ -47,7 +50,7 @@ def scan_errors(seq, d_in, N, block_d, device, batch=2, dtype="float32") -> dict
     if block_d is None:
         y, h = selective_scan(*inputs, backend="triton")
     else:
-        y, h = triton_scan(*inputs, block_d, 4, 3)
+        y, h = triton_scan(*inputs, block_d, 4, 3, chunk)
     assert y.dtype == h.dtype == inputs[0].dtype and h.shape == (batch, d_in, N)
     grad_y = torch.randn(seq, batch, d_in, generator=gen).to(device)
     grads = torch.autograd.grad(y, inputs, grad_y.to(y.dtype))
