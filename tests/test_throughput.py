@@ -1,7 +1,9 @@
+import contextlib
 import json
 
 import broken_recurrence
 import pytest
+import torch
 
 from zoology import results
 from zoology.bench import throughput
@@ -210,3 +212,62 @@ def test_contexts_past_a_mixers_max_seq_len_are_error_points_the_rest_measured()
     assert short["decode_tokens_per_s"] == pytest.approx(2 * settings.decode_steps / short["decode_s"])
     assert short["state_elements_per_seq"] == LanguageModel(config).state_size(8)
     assert long["context"] == 160 and "too long" in long["error"] and "max_seq_len=160" in long["error"]
+
+
+COMPILED = {**TINY, "compile_decode": True}
+
+
+@pytest.mark.parametrize("mixer", ["based", "linear_attention"])
+def test_a_compiled_decode_is_timed_as_the_fastest_mode_and_computes_the_plain_step(mixer):
+    config = ModelConfig(vocab_size=64, d_model=16, mixers=[mixer])
+    settings = throughput.Settings(**COMPILED)
+    entry = throughput.measure(config, settings, log=lambda _: None)
+    (point,) = entry["points"]
+    assert entry["compile_decode"] is True
+    assert not {"compiled_decode_error", "compiled_decode_skipped"} & set(point)
+    tokens = TINY["batch_sizes"][0] * TINY["decode_steps"]
+    assert point["decode_compiled_tokens_per_s"] == pytest.approx(tokens / point["decode_compiled_s"])
+    seconds = {"eager": tokens / point["decode_eager_tokens_per_s"], "compiled": point["decode_compiled_s"]}
+    assert point["decode_mode"] == min(seconds, key=seconds.get)
+    assert point["decode_s"] == pytest.approx(seconds[point["decode_mode"]])
+
+    model = throughput.build_model(config, settings, torch.device("cpu"))
+    ids = torch.randint(64, (3, 8), generator=torch.Generator().manual_seed(1))
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    with torch.inference_mode():
+        logits, state = model.prefill(ids)
+        token = logits.argmax(-1)
+        plain = throughput.decode_logits(model.step, token, throughput._clone(state), 4, contextlib.nullcontext)
+        step = throughput.compiled_step(model)
+        compiled = throughput.decode_logits(step, token, state, 4, contextlib.nullcontext)
+    assert compiled.shape == (4, 3, 64)
+    torch.testing.assert_close(compiled, plain)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs + 1  # one graph for every position
+
+
+def test_a_state_that_grows_is_not_compiled_and_the_point_says_why():
+    config = ModelConfig(vocab_size=64, d_model=16, mixers=["base_conv", "attention"])
+    (point,) = throughput.measure(config, throughput.Settings(**COMPILED), log=lambda _: None)["points"]
+    assert point["compiled_decode_skipped"] == "state grows"
+    assert point["decode_mode"] == "eager" and not [k for k in point if k.startswith("decode_compiled")]
+    tokens = TINY["batch_sizes"][0] * TINY["decode_steps"]
+    assert point["decode_tokens_per_s"] == pytest.approx(point["decode_eager_tokens_per_s"])
+    assert point["decode_s"] == pytest.approx(tokens / point["decode_eager_tokens_per_s"])
+
+
+def test_compile_decode_flag_is_recorded_in_throughput_json_and_its_points_load(tmp_path):
+    path = tmp_path / "based.yaml"
+    path.write_text(json.dumps(tiny_train_config(["based"]).model_dump(mode="json")))
+    runs = tmp_path / "runs"
+    args = [str(path), "-B", "2", "-P", "8", "--decode-steps", "2", "--repeats", "1", "--warmup", "0"]
+    assert throughput.main([*args, "--device", "cpu", "--runs-dir", str(runs), "--compile-decode"]) == 0
+    (saved,) = runs.rglob("throughput.json")
+    ((device, by_dtype),) = json.loads(saved.read_text())["results"].items()
+    entry = by_dtype["float32"]
+    assert entry["compile_decode"] is True
+    (point,) = entry["points"]
+    assert point["decode_compiled_tokens_per_s"] == pytest.approx(2 * 2 / point["decode_compiled_s"])
+    columns = results.throughput_columns(RunDir(saved.parent))
+    assert columns["throughput_device"] == device
+    assert columns["decode_tokens_per_s"] == point["decode_tokens_per_s"] == columns["decode_tokens_per_s.B2.P8"]
+    assert columns["decode_x_floor"] == point["decode_x_floor"]

@@ -190,11 +190,18 @@ class LanguageModel(nn.Module):
             raise ValueError(f"token_ids must be (batch,), got {tuple(token_ids.shape)}")
         self._check_token_readout()
         x = self.embed_tokens(token_ids[:, None], start=state["pos"])[:, 0]
+        logits, states = self.step_layers(x, state["layers"])
+        return logits, {"pos": state["pos"] + 1, "layers": states}
+
+    def step_layers(self, x_t: torch.Tensor, layer_states: list) -> tuple[torch.Tensor, list]:
+        """The part of `step` after the embedding, (batch, d_model) embedded tokens and the layers'
+        states -> (logits (batch, vocab), new layer states): every block's step, the final norm and the
+        head. It sees no position, so a compiled copy serves every step of a decode."""
         states = []
-        for block, layer_state in zip(self.blocks, state["layers"]):
-            x, layer_state = block.step(x, layer_state)
+        for block, layer_state in zip(self.blocks, layer_states):
+            x_t, layer_state = block.step(x_t, layer_state)
             states.append(layer_state)
-        return self.head(x), {"pos": state["pos"] + 1, "layers": states}
+        return self.head(x_t), states
 
     @torch.no_grad()
     def generate(self, prompt: torch.Tensor, n: int) -> torch.Tensor:

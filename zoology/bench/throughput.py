@@ -10,6 +10,16 @@ checked against eager decoding; the faster of the two is reported. Peak memory i
 max_memory_allocated (weights included); a CPU has no such counter, so there only the state bytes,
 which are reported everywhere, stand for the memory.
 
+`--compile-decode` (off by default, being slow: torch.compile compiles afresh for every point, whose
+batch size fixes the shapes) also decodes with the step compiled (`compiled_step`: every layer's step,
+the final norm and the head in one TorchInductor graph, which fuses their elementwise work), where the
+model's state keeps its shape from step to step; attention's KV cache grows, so such a point says
+`compiled_decode_skipped: "state grows"`. The compiled decode is checked against eager decoding at
+every step (else `compiled_decode_error`), then timed as it is (`decode_compiled_tokens_per_s`) and,
+on CUDA, captured as CUDA graphs (`decode_compiled_graph_tokens_per_s`). `decode_mode` names the
+fastest of eager, cuda_graph, compiled and compiled_cuda_graph, and `decode_tokens_per_s`, `decode_s`
+and `decode_x_floor` are the fastest's.
+
 The floor of a decode step is the fewest bytes it can read (`decode_floor_bytes`: every weight once as
 stored, the looked-up rows of the token and position tables, the whole recurrent state) over the
 device's measured copy bandwidth (`copy_bytes_per_s`, bytes read plus written per second); each point
@@ -26,6 +36,7 @@ its state's element count, is refused.
   python -m zoology.bench throughput attention --set model.d_model=128      # a preset or YAML path
   python -m zoology.bench throughput attention --mixers all -B 1,16 -P 256   # a pure model per mixer
   python -m zoology.bench throughput --sweep runs/mqar                       # every run of a sweep
+  python -m zoology.bench throughput based --compile-decode -B 64 -P 1024    # also a compiled step
 
 Results go to <run dir>/throughput.json, keyed by device name and dtype, and results.load joins them;
 a config's run dir is RUNS_DIR/train-<family>/<run id>, where `python -m zoology.train` records it.
@@ -36,6 +47,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import functools
 import json
 import platform
 import statistics
@@ -74,6 +86,7 @@ class Settings:
     device: str = "auto"
     dtype: str = "float32"
     cuda_graphs: bool = True
+    compile_decode: bool = False
     seed: int = 0
 
 
@@ -178,17 +191,61 @@ def _peak_bytes(fn: Callable[[], Any], device: torch.device) -> tuple[Any, int |
     return out, torch.cuda.max_memory_allocated(device)
 
 
-class _GraphedDecode:
-    """The decode loop as one CUDA graph per step, sharing one memory pool and replayed in order;
-    the prompt's state and first token live outside the pool and are restored before each replay."""
+DECODE_TOLERANCE = 1e-3
+"""rtol and atol of a graphed or compiled decode's logits against eager decoding's."""
 
-    def __init__(self, model, token0, state0, steps, autocast):
+
+def decode_logits(step: Callable, token: torch.Tensor, state: Any, steps: int, autocast) -> torch.Tensor:
+    """Every step's logits (steps, batch, vocab) of `steps` greedy steps of `step` (model.step or
+    `compiled_step(model)`) from `token` and `state` (consumed)."""
+    out = []
+    with autocast():
+        for _ in range(steps):
+            logits, state = step(token, state)
+            token = logits.argmax(-1)
+            out.append(logits)
+    return torch.stack(out)
+
+
+def compiled_step(model: LanguageModel) -> Callable:
+    """model.step with `step_layers` (every layer's step, the final norm, the head) compiled by
+    torch.compile(dynamic=False), which compiles for the shapes of its first call; the token embedding
+    and the position count stay outside the compiled graph, so one compile serves every position."""
+    layers = torch.compile(model.step_layers, dynamic=False)
+
+    def step(token_ids: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        x = model.embed_tokens(token_ids[:, None], start=state["pos"])[:, 0]
+        logits, states = layers(x, state["layers"])
+        return logits, {"pos": state["pos"] + 1, "layers": states}
+
+    return step
+
+
+def _state_grows(model: LanguageModel, token: torch.Tensor, state: Any, autocast) -> bool:
+    """Whether one eager step changes the shape of any state tensor (attention's KV cache grows)."""
+    before = [t.shape for t in _tensors(state)]
+    with autocast():
+        _, state = model.step(token, _clone(state))
+    return [t.shape for t in _tensors(state)] != before
+
+
+def _check_decode(logits: torch.Tensor, reference: torch.Tensor, what: str) -> None:
+    if not torch.allclose(logits.float(), reference.float(), rtol=DECODE_TOLERANCE, atol=DECODE_TOLERANCE):
+        raise RuntimeError(f"{what} differs from eager decoding")
+
+
+class _GraphedDecode:
+    """The decode loop of `step` (model.step or a compiled one) as one CUDA graph per step, sharing one
+    memory pool and replayed in order; the prompt's state and first token live outside the pool and
+    are restored before each replay."""
+
+    def __init__(self, step, token0, state0, steps, autocast):
         self.token0, self.state0 = token0, state0
         self.token, self.state = token0.clone(), _clone(state0)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side), autocast():
-            model.step(token0, _clone(state0))
+            step(token0, _clone(state0))
         torch.cuda.current_stream().wait_stream(side)
         pool = torch.cuda.graph_pool_handle()
         self.graphs = []
@@ -196,7 +253,7 @@ class _GraphedDecode:
         for _ in range(steps):
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=pool, stream=side), autocast():
-                logits, state = model.step(token, state)
+                logits, state = step(token, state)
                 token = logits.argmax(-1)
             self.graphs.append(graph)
         self.logits = logits
@@ -211,6 +268,68 @@ class _GraphedDecode:
         for graph in self.graphs:
             graph.replay()
         return self.logits
+
+
+def _decode(step: Callable, steps: int, autocast, token: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+    """`steps` greedy steps of `step` from `token` and `state` (consumed): (the last logits, the state)."""
+    with autocast():
+        for _ in range(steps):
+            logits, state = step(token, state)
+            token = logits.argmax(-1)
+    return logits, state
+
+
+def _error_text(e: Exception) -> str:
+    return f"{type(e).__name__}: {e}"[:300]
+
+
+def _fresh(prompt: dict[str, Any]) -> tuple[torch.Tensor, Any]:
+    """The prompt's first decode token and a copy of its state, for a decode to consume."""
+    return prompt["token"], _clone(prompt["state"])
+
+
+def _graphed_seconds(step, prompt, reference, steps, settings: Settings, device, autocast) -> float:
+    """Median seconds of `steps` greedy steps of `step` from `prompt` replayed as CUDA graphs, after
+    checking the last logits against `reference` (eager decoding's)."""
+    graphed = _GraphedDecode(step, prompt["token"], prompt["state"], steps, autocast)
+    graphed.restore()
+    _check_decode(graphed.run(), reference, "graph replay")
+    return _median_time(graphed.run, device, settings.warmup, settings.repeats, setup=graphed.restore)
+
+
+def _compiled_seconds(point, model, prompt, steps, settings: Settings, device, autocast, graphs) -> dict[str, float]:
+    """Median seconds of the compiled step's decode by mode ("compiled", and "compiled_cuda_graph" when
+    `graphs`), each checked against eager decoding first; their tokens/s, a skip reason (a state that
+    grows has no fixed shape to compile for) or an error go into `point`."""
+    fresh = functools.partial(_fresh, prompt)
+    if _state_grows(model, *fresh(), autocast):
+        point["compiled_decode_skipped"] = "state grows"
+        return {}
+    batch_size, times = fresh()[0].shape[0], {}
+    torch._dynamo.reset()  # compile for this point's shapes afresh, so no cache limit sends it back to eager
+    try:
+        step = compiled_step(model)
+        reference = decode_logits(model.step, *fresh(), steps, autocast)
+        _check_decode(decode_logits(step, *fresh(), steps, autocast), reference, "compiled decoding")
+        reference = reference[-1].clone()  # the graph check's: the last step's logits
+        decode = functools.partial(_decode, step, steps, autocast)
+        with torch.compiler.set_stance("fail_on_recompile"):  # the timed runs use the checked graph
+            times["compiled"] = _median_time(decode, device, settings.warmup, settings.repeats, setup=fresh)
+        point["decode_compiled_s"] = times["compiled"]
+        point["decode_compiled_tokens_per_s"] = batch_size * steps / times["compiled"]
+    except Exception as e:
+        point["compiled_decode_error"] = _error_text(e)
+        return times
+    if graphs:
+        try:
+            with torch.compiler.set_stance("fail_on_recompile"):
+                seconds = _graphed_seconds(step, prompt, reference, steps, settings, device, autocast)
+            times["compiled_cuda_graph"] = seconds
+            point["decode_compiled_graph_tokens_per_s"] = batch_size * steps / seconds
+        except Exception as e:
+            point["compiled_cuda_graph_error"] = _error_text(e)
+        torch.cuda.empty_cache()
+    return times
 
 
 def measure_point(
@@ -235,12 +354,7 @@ def measure_point(
         with autocast():
             return model.prefill(ids)
 
-    def decode(token, state):
-        with autocast():
-            for _ in range(steps):
-                logits, state = model.step(token, state)
-                token = logits.argmax(-1)
-        return logits, state
+    decode = functools.partial(_decode, model.step, steps, autocast)
 
     point: dict[str, Any] = {"batch_size": batch_size, "context": context, "decode_steps": steps}
     prefill_s = _median_time(run_prefill, device, settings.warmup, settings.repeats)
@@ -250,8 +364,7 @@ def measure_point(
     point["prefill_tokens_per_s"] = batch_size * context / prefill_s
     point["prefill_s"] = prefill_s
 
-    def fresh():
-        return prompt["token"], _clone(prompt["state"])
+    fresh = functools.partial(_fresh, prompt)
 
     point["mixer_step_reads_per_token"] = _mixer_step_reads(model, prompt["state"], batch_size, autocast)
     point["mixer_step_reads_per_token"] //= batch_size
@@ -261,24 +374,22 @@ def measure_point(
 
     eager_s = _median_time(decode, device, settings.warmup, settings.repeats, setup=fresh)
     point["decode_eager_tokens_per_s"] = batch_size * steps / eager_s
-    best_s, mode = eager_s, "eager"
-    if device.type == "cuda" and settings.cuda_graphs:
+    times = {"eager": eager_s}  # seconds of the timed decode by mode
+    graphs = device.type == "cuda" and settings.cuda_graphs
+    if graphs:
         try:
-            eager_logits, _ = decode(*fresh())
-            graphed = _GraphedDecode(model, prompt["token"], prompt["state"], steps, autocast)
-            graphed.restore()
-            graph_logits = graphed.run()
-            if not torch.allclose(graph_logits.float(), eager_logits.float(), rtol=1e-3, atol=1e-3):
-                raise RuntimeError("graph replay differs from eager decoding")
-            graph_s = _median_time(graphed.run, device, settings.warmup, settings.repeats, setup=graphed.restore)
-            point["decode_graph_tokens_per_s"] = batch_size * steps / graph_s
-            if graph_s < best_s:
-                best_s, mode = graph_s, "cuda_graph"
+            reference = decode(*fresh())[0]
+            times["cuda_graph"] = _graphed_seconds(model.step, prompt, reference, steps, settings, device, autocast)
+            point["decode_graph_tokens_per_s"] = batch_size * steps / times["cuda_graph"]
         except Exception as e:
-            point["cuda_graph_error"] = f"{type(e).__name__}: {e}"[:300]
-        graphed = eager_logits = graph_logits = None
+            point["cuda_graph_error"] = _error_text(e)
+        reference = None
         torch.cuda.empty_cache()
+    if settings.compile_decode:
+        times |= _compiled_seconds(point, model, prompt, steps, settings, device, autocast, graphs)
     _, point["decode_peak_bytes"] = _peak_bytes(lambda: decode(prompt["token"], prompt.pop("state")), device)
+    mode = min(times, key=times.get)  # the first of equals: eager before the others
+    best_s = times[mode]
     point["decode_tokens_per_s"] = batch_size * steps / best_s
     point["decode_s"] = best_s
     point["decode_mode"] = mode
@@ -332,6 +443,7 @@ def measure(
         "weights": "random" if weights_from is None else f"trained: {RunDir(weights_from).weights_path('final')}",
         "repeats": settings.repeats,
         "warmup": settings.warmup,
+        "compile_decode": settings.compile_decode,
         "torch": torch.__version__,
         "version": zoology.__version__,
         "points": [],
@@ -476,7 +588,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs before them")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="bfloat16: autocast")
-    parser.add_argument("--no-cuda-graphs", action="store_true", help="time eager decoding only")
+    parser.add_argument("--no-cuda-graphs", action="store_true", help="capture no CUDA graphs; eager decoding only")
+    parser.add_argument(
+        "--compile-decode",
+        action="store_true",
+        help="also time the step compiled by torch.compile, where the state has a fixed shape (slow: per point)",
+    )
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument(
         "--runs-dir",
@@ -508,6 +625,7 @@ def main(argv: list[str]) -> int:
         device=args.device,
         dtype=args.dtype,
         cuda_graphs=not args.no_cuda_graphs,
+        compile_decode=args.compile_decode,
     )
     rows, failed, written = [], [], []
     for model_config, run_paths, weights_from in _targets(args):
