@@ -6,6 +6,7 @@ the config is built, so a typo fails at launch, not hours into a sweep.
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -208,6 +209,20 @@ class LoggerConfig(_Strict):
     tags: list[str] = []
     mode: Literal["online", "offline", "disabled"] | None = Field(None, description="default: WANDB_MODE or online")
     dir: str | None = Field(None, description="where W&B writes its files; default: WANDB_DIR or the sweep directory")
+
+
+def add_set_flag(parser: argparse.ArgumentParser, example: str = "model.d_model=64 lr=3e-3") -> None:
+    """The `--set KEY=VALUE ...` flag of the commands that load a preset: `args.overrides`, a list for
+    `TrainConfig.from_yaml(path, overrides)`."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override fields by dotted path, e.g. {example}",
+    )
 
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")

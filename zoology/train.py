@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from zoology.config import TrainConfig
+from zoology.config import TrainConfig, add_set_flag
 from zoology.errors import add_debug_flag, cli_main
 from zoology.runner.checks import check_devices, check_runs_dir
 from zoology.runner.progress import epochs_note
@@ -24,15 +24,7 @@ from zoology.runner.sequential import train_run
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zoology.train", description=__doc__.splitlines()[0])
     parser.add_argument("config", help="a YAML TrainConfig, or the name of a preset in configs/")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override fields by dotted path, e.g. model.d_model=64 lr=3e-3",
-    )
+    add_set_flag(parser)
     parser.add_argument("--runs-dir", default="runs", help="results go to RUNS_DIR/train-<model family>/<run id>")
     add_debug_flag(parser)
     args = parser.parse_args(argv)

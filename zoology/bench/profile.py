@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 
 import torch
-import yaml
 from torch.profiler import ProfilerActivity, profile
 
-from zoology.config import TrainConfig
+from zoology.config import TrainConfig, add_set_flag
 from zoology.data import DeviceSegment
 from zoology.data.mqar import MQARConfig
 from zoology.model import LanguageModel
@@ -34,26 +33,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--compile", action="store_true", help="profile the compiled forward and loss, as training runs it"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="model fields, e.g. mixers.0.kwargs.d_state=8",
-    )
+    add_set_flag(parser, "model.mixers.0.kwargs.d_state=8")
     args = parser.parse_args(argv)
 
     device = pick_device(args.device)
-    config = TrainConfig.from_yaml(args.model)
+    config = TrainConfig.from_yaml(args.model, args.overrides)
     model_config = config.model.model_copy(update={"d_model": args.d_model, "vocab_size": args.vocab_size})
-    if args.overrides:
-        model_config = (
-            config.set({"model": model_config.model_dump()})
-            .set({f"model.{k}": yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.overrides)})
-            .model
-        )
     model = LanguageModel(model_config, max_seq_len=args.seq_len).to(device)
     precision = config.set({"precision": args.precision}).resolved_precision(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, **({"fused": True} if device.type == "cuda" else {}))

@@ -62,7 +62,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import zoology
 from zoology import mixers, results
-from zoology.config import ModelConfig, TrainConfig
+from zoology.config import ModelConfig, TrainConfig, add_set_flag
 from zoology.mixers import conformance
 from zoology.model import LanguageModel
 from zoology.runner.rundir import RunDir, run_dirs, standalone_run
@@ -576,9 +576,7 @@ def main(argv: list[str]) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("configs", nargs="*", help="YAML TrainConfigs or preset names in configs/")
-    parser.add_argument(
-        "--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="as zoology.train"
-    )
+    add_set_flag(parser)
     parser.add_argument("--mixers", help="'all' or a comma list: one pure model per mixer from each config")
     parser.add_argument("--sweep", help="a sweep's run directory (runs/<sweep>) or sweep file; one model per run")
     parser.add_argument("-B", "--batch-sizes", type=_int_list, default=BATCH_SIZES, help="default 1,16,64,256")

@@ -16,7 +16,7 @@ from collections import Counter
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from zoology.config import TrainConfig
+from zoology.config import TrainConfig, add_set_flag
 from zoology.data import Batches
 from zoology.model import LanguageModel
 from zoology.training import Callbacks, train
@@ -95,7 +95,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--compare", action="store_true", help="also run the plain fp32 eager path")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
+    add_set_flag(parser)
     args = parser.parse_args(argv)
 
     device = pick_device(args.device)
