@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 
 from zoology.config import TrainConfig
-from zoology.runner.plan import compile_shape_key
+from zoology.runner.plan import by_compile_shape, compile_shape_key
 from zoology.runner.rundir import RunDir
 from zoology.training.build import compiles, planned_steps
 
@@ -95,19 +95,11 @@ class Subset:
         return [*self.shape_runs, *self.grid_runs]
 
 
-def shapes_in_order(configs: list[TrainConfig]) -> dict[str, list[TrainConfig]]:
-    """The configs grouped by compile shape, shapes in the order of their first config."""
-    shapes: dict[str, list[TrainConfig]] = {}
-    for config in configs:
-        shapes.setdefault(compile_shape_key(config), []).append(config)
-    return shapes
-
-
 def pick_grid_shapes(configs: list[TrainConfig], count: int) -> list[str]:
     """`count` shapes whose every config the subset trains: the narrowest shape (smallest d_model, the
     first in sweep order among equals) of each family, families by run count (most first, ties in
     sweep order); past the number of families, each family's next narrowest in the same order."""
-    shapes = shapes_in_order(configs)
+    shapes = by_compile_shape(configs)
     families: dict[str, list[str]] = {}
     for key, runs in shapes.items():
         families.setdefault(runs[0].model.family, []).append(key)
@@ -135,7 +127,7 @@ def select_subset(configs: list[TrainConfig], shape_epochs: int, grid_shapes: in
         raise ValueError(f"--shape-epochs={shape_epochs}: the steady epoch time needs at least 2 epochs")
     if grid_shapes < 1:
         raise ValueError(f"--grid-shapes={grid_shapes}: the warm set-up of a later run needs at least 1 shape")
-    shapes = shapes_in_order(configs)
+    shapes = by_compile_shape(configs)
     grid = pick_grid_shapes(configs, grid_shapes)
     first = [*grid, *(key for key in shapes if key not in grid)]
     shape_runs = [shape_run(shapes[key][0], shape_epochs, device_type) for key in first]

@@ -46,18 +46,23 @@ def compile_shape_key(config: TrainConfig) -> str:
     )
 
 
+def by_compile_shape(configs: list[TrainConfig]) -> dict[str, list[TrainConfig]]:
+    """`configs` grouped by `compile_shape_key`, the shapes in the order of their first config."""
+    shapes: dict[str, list[TrainConfig]] = {}
+    for config in configs:
+        shapes.setdefault(compile_shape_key(config), []).append(config)
+    return shapes
+
+
 def shapes_in_turn(todo: list[Planned]) -> list[Planned]:
     """`todo` reordered to take the model shapes in turn (the first run of every shape, then the second
     of every shape, ...), each shape's runs and the shapes in their first order. Runs that share a GPU
     then compile different shapes one after another while the others train, instead of all waiting
     on one shape's compile."""
-    rank: dict[str, int] = {}
-    order = []
-    for i, p in enumerate(todo):
-        key = compile_shape_key(p.config)
-        order.append((rank.get(key, 0), i))
-        rank[key] = rank.get(key, 0) + 1
-    return [todo[i] for _, i in sorted(order)]
+    by_run = {id(p.config): p for p in todo}
+    groups = list(by_compile_shape([p.config for p in todo]).values())
+    rounds = max((len(g) for g in groups), default=0)
+    return [by_run[id(g[i])] for i in range(rounds) for g in groups if i < len(g)]
 
 
 def load_sweep(path: str | Path) -> list[TrainConfig]:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from zoology.config import TrainConfig
 from zoology.errors import warn
-from zoology.runner.plan import compile_shape_key
+from zoology.runner.plan import by_compile_shape, compile_shape_key
 from zoology.runner.sequential import with_device
 from zoology.training.build import compiles, planned_steps
 from zoology.utils import pick_device
@@ -42,12 +42,9 @@ def default_processes() -> int:
 def configs_to_warm(configs: list[TrainConfig], device: str | None) -> list[TrainConfig]:
     """The first config of each compiled shape whose compile is on, on `device` (None: each config's
     own), in the order given."""
-    chosen: dict[str, TrainConfig] = {}
-    for config in configs:
-        config = with_device(config, device)
-        if compiles(config, pick_device(config.device), planned_steps(config)):
-            chosen.setdefault(compile_shape_key(config), config)
-    return list(chosen.values())
+    placed = (with_device(c, device) for c in configs)
+    compiled = [c for c in placed if compiles(c, pick_device(c.device), planned_steps(c))]
+    return [group[0] for group in by_compile_shape(compiled).values()]
 
 
 class Precompiler:
